@@ -1,0 +1,2 @@
+//! File-list model: entries, ordering, encoding and id lists.
+//! (placeholder: being written)
