@@ -29,20 +29,17 @@ pub const OUR_CHECKSUMS: &str = "xxh128 xxh3 xxh64 md5 md4 sha1 none";
 /// Compression names we offer (`valid_compressions_items[]`), plus `none`.
 pub const OUR_COMPRESSIONS: &str = "zstd lz4 zlibx zlib none";
 
-/// Compute the compat flags a server sends (`setup_protocol()`), from the
-/// client's `-e` capability string. Only bits the client offered are set.
-/// `allow_inc_recurse` lets the caller refuse incremental recursion.
+/// Compute the compat flags a server sends, mirroring `compat.c:
+/// setup_protocol()` (am_server branch): `CF_SYMLINK_TIMES` and
+/// `CF_SYMLINK_ICONV` describe the server build and are always set (a
+/// stock Linux build has both); every other bit needs the client's letter
+/// in its `-e` capability string. `allow_inc_recurse` lets the caller
+/// refuse incremental recursion (it also needs the client's `i`).
 pub fn server_compat_flags(capabilities: &[u8], allow_inc_recurse: bool) -> u32 {
     let has = |c: u8| capabilities.contains(&c);
-    let mut f = 0;
+    let mut f = CF_SYMLINK_TIMES | CF_SYMLINK_ICONV;
     if allow_inc_recurse && has(b'i') {
         f |= CF_INC_RECURSE;
-    }
-    if has(b'L') {
-        f |= CF_SYMLINK_TIMES;
-    }
-    if has(b's') {
-        f |= CF_SYMLINK_ICONV;
     }
     if has(b'f') {
         f |= CF_SAFE_FLIST;
@@ -62,12 +59,13 @@ pub fn server_compat_flags(capabilities: &[u8], allow_inc_recurse: bool) -> u32 
     if has(b'u') {
         f |= CF_ID0_NAMES;
     }
-    // A varint-capable client may compute MD5 via OpenSSL (seed first).
-    if f & CF_VARINT_FLIST_FLAGS != 0 {
-        f |= CF_CHKSUM_SEED_FIX;
-    }
     f
 }
+
+/// Compat flags stock sends when the client's arguments were refused:
+/// `setup_protocol()` runs before the capability string was parsed, so only
+/// the build bits are set (observed `06` on the wire).
+pub const REFUSED_ARGS_COMPAT_FLAGS: u32 = CF_SYMLINK_TIMES | CF_SYMLINK_ICONV;
 
 /// Encode our negotiation list as a vstring.
 pub fn put_name_list(out: &mut Vec<u8>, list: &str) {
@@ -103,6 +101,7 @@ mod tests {
         // 3.0.x client: single-byte flags, no seed fix.
         assert_eq!(server_compat_flags(b".iLsf", false), CF_SYMLINK_TIMES | CF_SYMLINK_ICONV | CF_SAFE_FLIST);
         assert!(server_compat_flags(b".iLsfxC", true) < 0x80);
+        assert_eq!(REFUSED_ARGS_COMPAT_FLAGS, 0x06);
     }
 
     #[test]

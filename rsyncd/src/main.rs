@@ -1,1 +1,111 @@
-fn main() {}
+//! `rsyncd` command line: a drop-in for `rsync --daemon`.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+
+use rsyncd::config;
+use rsyncd::module::SessionSettings;
+
+/// Serve rsync modules to stock rsync clients, with file lists from a snapshot.
+#[derive(Parser, Debug)]
+#[command(name = "rsyncd", version, about)]
+struct Cli {
+    /// rsyncd.conf to read (stock syntax). Default /etc/rsyncd.conf when no DIR is given.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Port to listen on (overrides the config's `port`; 0 picks a free one).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to bind (overrides the config's `address`).
+    #[arg(long)]
+    address: Option<String>,
+    /// Accepted for compatibility with `rsync --daemon` scripts; no effect.
+    #[arg(long)]
+    daemon: bool,
+    /// Accepted for compatibility; the daemon always runs in the foreground.
+    #[arg(long)]
+    no_detach: bool,
+    /// Validate the config file and exit.
+    #[arg(long)]
+    check_config: bool,
+    /// Where snapshots are kept (default: a per-process directory under $TMPDIR).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// More logging (repeat for debug).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Serve this directory read-only as one module, without a config file.
+    dir: Option<PathBuf>,
+}
+
+/// Port used by the embedded default (non-privileged).
+const DEFAULT_DIR_PORT: u16 = 8873;
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RSYNCD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let (cfg, default_port, embedded) = match (&cli.config, &cli.dir) {
+        (Some(_), Some(_)) => bail!("give either --config=FILE or a directory, not both"),
+        (None, Some(dir)) => {
+            let dir = dir.canonicalize().with_context(|| format!("cannot serve {}", dir.display()))?;
+            if !dir.is_dir() {
+                bail!("{} is not a directory", dir.display());
+            }
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>())
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "files".to_string());
+            let text = format!(
+                "use chroot = no\n[{name}]\n    path = {}\n    comment = {}\n    read only = yes\n",
+                dir.display(),
+                dir.display()
+            );
+            let cfg = config::parse_str(&text, std::path::Path::new("<embedded>")).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (cfg, DEFAULT_DIR_PORT, Some(name))
+        }
+        (c, None) => {
+            let path = c.clone().unwrap_or_else(|| PathBuf::from("/etc/rsyncd.conf"));
+            let cfg = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            (cfg, 873, None)
+        }
+    };
+    for w in &cfg.warnings {
+        tracing::warn!("{}", w.message);
+    }
+    if cli.check_config {
+        println!("config OK: {} module(s)", cfg.modules.len());
+        return Ok(());
+    }
+    let port = cli.port.or(cfg.global.port).unwrap_or(default_port);
+    let address = cli.address.clone().or_else(|| cfg.global.address.clone());
+    let addr: SocketAddr = match &address {
+        Some(a) => match a.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, port),
+            Err(_) => (a.as_str(), port).to_socket_addrs()?.next().context("address resolves to nothing")?,
+        },
+        None => SocketAddr::new(IpAddr::from([0, 0, 0, 0]), port),
+    };
+    let state_dir = cli.state_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("rsyncd-{}", std::process::id())));
+    let state = rsyncd::server::build_state(&cfg, &state_dir, SessionSettings::default())?;
+    let listener = rsyncd::server::bind(addr).with_context(|| format!("cannot bind {addr}"))?;
+    let local = listener.local_addr()?;
+    eprintln!("rsyncd: listening on {local}");
+    if let Some(name) = embedded {
+        let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
+        eprintln!("rsyncd: try: rsync -av rsync://{host}:{}/{name}/ /tmp/{name}-copy/", local.port());
+    }
+    rsyncd::server::serve(listener, Arc::new(state), rsyncd::server::DEFAULT_MAX_SESSIONS)?;
+    Ok(())
+}

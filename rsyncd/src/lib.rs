@@ -1,0 +1,11 @@
+//! `rsyncd`: a drop-in rsync daemon that serves file lists from a
+//! memory-mapped snapshot of each module's tree.
+//!
+//! The binary (`main.rs`) parses the command line and the operators'
+//! rsyncd.conf ([`config`]), builds the modules' snapshots ([`server`]),
+//! and runs one [`session`] per connection.
+
+pub mod config;
+pub mod module;
+pub mod server;
+pub mod session;

@@ -1,0 +1,159 @@
+//! Opening served files beneath a module root, never following symlinks.
+//!
+//! The snapshot is only a hint: every open re-resolves the module-relative
+//! path beneath a held module-root directory fd with `openat2(2)` and
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, then
+//! `fstat`s the result and requires a regular file (CVE-2024-12747 class).
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+
+/// An open directory fd for a module root.
+#[derive(Debug)]
+pub struct ModuleRoot {
+    fd: OwnedFd,
+}
+
+impl ModuleRoot {
+    /// Open `path` as a directory.
+    pub fn open(path: &Path) -> io::Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: `c` is a valid NUL-terminated string; the returned fd is
+        // checked and owned below.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor we own.
+        Ok(ModuleRoot { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+    }
+
+    /// Open the regular file at the module-relative path `rel` for reading.
+    /// Fails with ELOOP/EXDEV if any component is a symlink or escapes, and
+    /// with `EINVAL` if the result is not a regular file.
+    pub fn open_file(&self, rel: &[u8]) -> io::Result<File> {
+        if rel.is_empty() || rel.starts_with(b"/") || rel.split(|&b| b == b'/').any(|c| c == b"..") {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        let c = CString::new(rel).map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
+        #[repr(C)]
+        struct OpenHow {
+            flags: u64,
+            mode: u64,
+            resolve: u64,
+        }
+        const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+        const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+        const RESOLVE_BENEATH: u64 = 0x08;
+        let how = OpenHow {
+            flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK) as u64,
+            mode: 0,
+            resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: openat2 takes a dirfd, a NUL-terminated path and a pointer
+        // to an open_how struct of the size we pass; all are valid for the
+        // duration of the call.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                self.fd.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            // Symlink components look like "no such file" to the client:
+            // the snapshot never lists a path through a symlink.
+            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV)) {
+                return Err(io::Error::from_raw_os_error(libc::ENOENT));
+            }
+            return Err(e);
+        }
+        // SAFETY: `fd` is a fresh descriptor returned by openat2 that we own.
+        let file = unsafe { File::from_raw_fd(fd as i32) };
+        let md = file.metadata()?;
+        if !md.is_file() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // Reads should block normally.
+        // SAFETY: plain fcntl on a descriptor we own.
+        unsafe {
+            let fl = libc::fcntl(file.as_raw_fd(), libc::F_GETFL);
+            if fl >= 0 {
+                libc::fcntl(file.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+            }
+        }
+        Ok(file)
+    }
+}
+
+/// `strerror` text for an IO error, as rsync prints it.
+pub fn strerror(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => {
+            // SAFETY: strerror returns a pointer to a static or thread-local
+            // NUL-terminated string.
+            let s = unsafe { std::ffi::CStr::from_ptr(libc::strerror(code)) };
+            s.to_string_lossy().into_owned()
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Errno of an IO error (EIO if unknown).
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Escape a name for messages the way rsync does for unprintable bytes
+/// (`log.c`: `\#ooo` octal escapes for control characters).
+pub fn safe_name(name: &[u8]) -> String {
+    let mut s = String::new();
+    for chunk in name.utf8_chunks() {
+        for ch in chunk.valid().chars() {
+            if (ch as u32) < 0x20 || ch as u32 == 0x7F {
+                s.push_str(&format!("\\#{:03o}", ch as u32));
+            } else {
+                s.push(ch);
+            }
+        }
+        for &b in chunk.invalid() {
+            s.push_str(&format!("\\#{:03o}", b));
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_symlinks_and_escapes() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("f"), b"x").unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/g"), b"y").unwrap();
+        std::os::unix::fs::symlink("f", d.path().join("lnk")).unwrap();
+        std::os::unix::fs::symlink("sub", d.path().join("dlnk")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("abs")).unwrap();
+        let root = ModuleRoot::open(d.path()).unwrap();
+        assert!(root.open_file(b"f").is_ok());
+        assert!(root.open_file(b"sub/g").is_ok());
+        for bad in [&b"lnk"[..], b"dlnk/g", b"abs", b"../etc/passwd", b"/etc/passwd", b"sub", b"missing"] {
+            assert!(root.open_file(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn escapes_control_chars() {
+        assert_eq!(safe_name(b"a\nb"), "a\\#012b");
+        assert_eq!(safe_name(b"ok \xff"), "ok \\#377");
+    }
+}

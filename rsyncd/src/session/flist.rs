@@ -1,0 +1,539 @@
+//! Building the file list of a pull from the snapshot.
+//!
+//! Mirrors `flist.c: send_file_list()` (argument forms, trailing slashes,
+//! `-R` and implied directories, `-r`/`-d`), `util1.c: glob_expand_module()`
+//! / `glob_expand()` / `sanitize_path()` (argument cleaning and wildcard
+//! expansion) and `exclude.c` filter application — but every lookup goes to
+//! the snapshot: no stat() and no readdir() on the module tree.
+
+use filelist_cache::{EntryRef, Snapshot, WalkControl};
+use protocol::args::ServerOptions;
+use protocol::filter::{FilterDecision, FilterList};
+use protocol::flist::order::f_name_cmp;
+use protocol::mux::MsgCode;
+use protocol::wildmatch::wildmatch;
+
+use super::files::safe_name;
+
+/// IOERR_GENERAL
+pub const IOERR_GENERAL: i32 = 1;
+/// IOERR_VANISHED
+pub const IOERR_VANISHED: i32 = 2;
+
+/// One entry of the list being sent.
+#[derive(Debug, Clone, Copy)]
+pub struct ListItem {
+    /// Snapshot entry index.
+    pub entry: u32,
+    name_off: u32,
+    name_len: u32,
+    /// Module-relative path of the transfer root this item belongs to
+    /// (index into `FileList::dirs`), for messages and opens.
+    pub root: u32,
+    /// FLAG_TOP_DIR.
+    pub top_dir: bool,
+    /// Directory sent without its contents (XMIT_NO_CONTENT_DIR).
+    pub no_content: bool,
+}
+
+/// The sorted list, with names stored in one buffer.
+#[derive(Debug, Default)]
+pub struct FileList {
+    /// Items in wire (sorted) order; the ndx of an item is its position.
+    pub items: Vec<ListItem>,
+    names: Vec<u8>,
+    /// Transfer-root directories (module-relative), referenced by items.
+    pub roots: Vec<Vec<u8>>,
+}
+
+impl FileList {
+    /// The wire name of item `i`.
+    pub fn name(&self, it: &ListItem) -> &[u8] {
+        &self.names[it.name_off as usize..(it.name_off + it.name_len) as usize]
+    }
+
+    /// Module-relative path of an item.
+    pub fn module_path(&self, it: &ListItem) -> Vec<u8> {
+        join(&self.roots[it.root as usize], self.name(it))
+    }
+
+    fn push(&mut self, entry: u32, name: &[u8], root: u32, top_dir: bool, no_content: bool) {
+        let name_off = self.names.len() as u32;
+        self.names.extend_from_slice(name);
+        self.items.push(ListItem { entry, name_off, name_len: name.len() as u32, root, top_dir, no_content });
+    }
+
+    fn root_index(&mut self, dir: &[u8]) -> u32 {
+        if let Some(i) = self.roots.iter().position(|r| r.as_slice() == dir) {
+            return i as u32;
+        }
+        self.roots.push(dir.to_vec());
+        (self.roots.len() - 1) as u32
+    }
+}
+
+/// Join two relative paths, treating "" and "." as empty.
+pub fn join(a: &[u8], b: &[u8]) -> Vec<u8> {
+    let a = if a == b"." { &b""[..] } else { a };
+    let b = if b == b"." { &b""[..] } else { b };
+    if a.is_empty() {
+        return b.to_vec();
+    }
+    if b.is_empty() {
+        return a.to_vec();
+    }
+    let mut v = Vec::with_capacity(a.len() + 1 + b.len());
+    v.extend_from_slice(a);
+    v.push(b'/');
+    v.extend_from_slice(b);
+    v
+}
+
+/// `util1.c: full_fname()` for a daemon module: `"<dir>/<name>" (in mod)`.
+pub fn full_fname(transfer_dir: &[u8], name: &[u8], module: &str) -> String {
+    let mut s = String::from("\"");
+    if !transfer_dir.is_empty() && transfer_dir != b"." {
+        s.push('/');
+        s.push_str(&safe_name(transfer_dir));
+        s.push('/');
+    }
+    s.push_str(&safe_name(name));
+    s.push_str(&format!("\" (in {module})"));
+    s
+}
+
+/// `util1.c: sanitize_path(dest, p, "", 0, flags)`: drop leading and
+/// repeated slashes, drop `.` components (unless `keep_dot_dirs`), collapse
+/// `..` without ever climbing above the root, keep a trailing slash, and
+/// turn an empty result into `.`.
+pub fn sanitize_path(p: &[u8], keep_dot_dirs: bool) -> Vec<u8> {
+    let mut out: Vec<u8> = Vec::with_capacity(p.len());
+    let mut i = 0;
+    if !keep_dot_dirs {
+        while p.len() >= i + 2 && p[i] == b'.' && p[i + 1] == b'/' {
+            i += 2;
+        }
+    }
+    while i < p.len() {
+        if p[i] == b'/' {
+            i += 1;
+            continue;
+        }
+        if !keep_dot_dirs && p[i] == b'.' && (i + 1 == p.len() || p[i + 1] == b'/') {
+            i += 1;
+            continue;
+        }
+        if p[i] == b'.' && i + 1 < p.len() && p[i + 1] == b'.' && (i + 2 == p.len() || p[i + 2] == b'/') {
+            i += 2;
+            if !out.is_empty() {
+                out.pop(); // the slash
+                while let Some(&c) = out.last() {
+                    if c == b'/' {
+                        break;
+                    }
+                    out.pop();
+                }
+            }
+            continue;
+        }
+        while i < p.len() {
+            let c = p[i];
+            out.push(c);
+            i += 1;
+            if c == b'/' {
+                break;
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(b'.');
+    }
+    out
+}
+
+/// `clean_fname()` as used for `-R` names: collapse slashes, drop `.`
+/// components, optionally keep a trailing slash.
+fn clean_fname(p: &[u8], keep_trailing_slash: bool) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in p.split(|&b| b == b'/') {
+        if c.is_empty() || c == b"." {
+            continue;
+        }
+        parts.push(c);
+    }
+    let mut v = parts.join(&b'/');
+    if keep_trailing_slash && p.ends_with(b"/") && !v.is_empty() {
+        v.push(b'/');
+    }
+    if v.is_empty() && p.starts_with(b"/") {
+        v.push(b'/');
+    }
+    v
+}
+
+/// Inputs of a list build.
+pub struct BuildCtx<'a> {
+    /// The pinned snapshot.
+    pub snap: &'a Snapshot,
+    /// Module name (for messages).
+    pub module: &'a str,
+    /// Client options.
+    pub opts: &'a ServerOptions,
+    /// The client's rules.
+    pub client_filter: &'a FilterList,
+    /// The module's rules.
+    pub daemon_filter: &'a FilterList,
+    /// Negotiated protocol.
+    pub protocol: u8,
+}
+
+/// Result of a list build.
+#[derive(Debug, Default)]
+pub struct BuildOutcome {
+    /// The sorted list.
+    pub list: FileList,
+    /// Messages to send before the list (e.g. link_stat failures).
+    pub messages: Vec<(MsgCode, String)>,
+    /// IOERR_* bits.
+    pub io_error: i32,
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum NameType {
+    Normal,
+    DotDir,
+    SlashEnding,
+}
+
+impl<'a> BuildCtx<'a> {
+    fn daemon_excluded(&self, module_path: &[u8], is_dir: bool) -> bool {
+        !self.daemon_filter.is_empty() && self.daemon_filter.check(module_path, module_path, is_dir) == FilterDecision::Exclude
+    }
+
+    fn client_excluded(&self, name: &[u8], module_path: &[u8], is_dir: bool) -> bool {
+        !self.client_filter.is_empty() && self.client_filter.check(name, module_path, is_dir) == FilterDecision::Exclude
+    }
+
+    /// Expand one path argument as `glob_expand_module()` does.
+    pub fn expand_arg(&self, arg: &[u8], secluded: bool, out: &mut Vec<Vec<u8>>) {
+        let m = self.module.as_bytes();
+        let arg = arg.strip_prefix(m).unwrap_or(arg);
+        if secluded {
+            self.glob_expand(arg, out);
+            return;
+        }
+        let mut sep = Vec::with_capacity(m.len() + 2);
+        sep.push(b' ');
+        sep.extend_from_slice(m);
+        sep.push(b'/');
+        let mut rest = arg;
+        loop {
+            match find(rest, &sep) {
+                Some(i) => {
+                    self.glob_expand(&rest[..i], out);
+                    rest = &rest[i + sep.len()..];
+                }
+                None => {
+                    self.glob_expand(rest, out);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn glob_expand(&self, arg: &[u8], out: &mut Vec<Vec<u8>>) {
+        if arg.is_empty() && out.len() > usize::MAX - 1 {
+            return;
+        }
+        let s = sanitize_path(arg, self.opts.relative);
+        if !s.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
+            out.push(s);
+            return;
+        }
+        let before = out.len();
+        let comps: Vec<&[u8]> = s.split(|&b| b == b'/').collect();
+        let trailing = s.ends_with(b"/");
+        self.glob_match(self.snap.root(), Vec::new(), &comps, trailing, out);
+        if out.len() == before {
+            out.push(s);
+        }
+    }
+
+    fn glob_match(&self, dir: EntryRef<'_>, prefix: Vec<u8>, comps: &[&[u8]], trailing: bool, out: &mut Vec<Vec<u8>>) {
+        const MAX_GLOB_RESULTS: usize = 100_000;
+        if out.len() >= MAX_GLOB_RESULTS {
+            return;
+        }
+        let Some((&c, rest)) = comps.split_first() else { return };
+        let rest_nonempty = rest.iter().any(|c| !c.is_empty());
+        let finish = |p: Vec<u8>, out: &mut Vec<Vec<u8>>| {
+            let mut p = p;
+            if trailing && !rest_nonempty {
+                p.push(b'/');
+            }
+            out.push(p);
+        };
+        if c.is_empty() || c == b"." {
+            if rest_nonempty {
+                let mut p = prefix.clone();
+                if c == b"." {
+                    p.extend_from_slice(b"./");
+                }
+                self.glob_match(dir, p, rest, trailing, out);
+            }
+            return;
+        }
+        let has_wild = c.iter().any(|ch| matches!(ch, b'*' | b'?' | b'['));
+        let candidates: Vec<EntryRef<'_>> = if has_wild {
+            dir.children().filter(|e| wildmatch(c, e.name())).collect()
+        } else {
+            dir.child(c).into_iter().collect()
+        };
+        for e in candidates {
+            let mut p = prefix.clone();
+            p.extend_from_slice(e.name());
+            let mp = p.clone();
+            if (has_wild || rest_nonempty) && self.daemon_excluded(&mp, e.is_dir()) {
+                continue;
+            }
+            if rest_nonempty {
+                if !e.is_dir() {
+                    continue;
+                }
+                p.push(b'/');
+                self.glob_match(e, p, rest, trailing, out);
+            } else {
+                finish(p, out);
+            }
+        }
+    }
+
+    /// Build the list for the expanded arguments (or the `--files-from`
+    /// names, which are treated as `-R` arguments relative to the first).
+    pub fn build(&self, args: &[Vec<u8>]) -> BuildOutcome {
+        let mut o = BuildOutcome::default();
+        let mut implied_seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        for a in args {
+            self.build_one(a, &mut o, &mut implied_seen);
+        }
+        self.sort(&mut o.list);
+        o
+    }
+
+    fn build_one(&self, arg: &[u8], o: &mut BuildOutcome, implied_seen: &mut std::collections::HashSet<Vec<u8>>) {
+        let opts = self.opts;
+        let mut fbuf = sanitize_path(arg, opts.relative);
+        let mut name_type;
+        let dir: Vec<u8>;
+        let fn_: Vec<u8>;
+        if !opts.relative {
+            let len = fbuf.len();
+            if fbuf.is_empty() || fbuf.ends_with(b"/") {
+                if fbuf == b"./" {
+                    fbuf.truncate(1);
+                } else {
+                    fbuf.push(b'.');
+                }
+                name_type = NameType::DotDir;
+            } else if len > 1 && fbuf.ends_with(b"..") && (len == 2 || fbuf[len - 3] == b'/') {
+                fbuf.extend_from_slice(b"/.");
+                name_type = NameType::DotDir;
+            } else if fbuf.ends_with(b".") && (len == 1 || fbuf[len - 2] == b'/') {
+                name_type = NameType::DotDir;
+            } else {
+                name_type = NameType::Normal;
+            }
+            match fbuf.iter().rposition(|&b| b == b'/') {
+                Some(i) => {
+                    dir = fbuf[..i].to_vec();
+                    fn_ = fbuf[i + 1..].to_vec();
+                }
+                None => {
+                    dir = Vec::new();
+                    fn_ = fbuf.clone();
+                }
+            }
+        } else {
+            name_type = NameType::Normal;
+            let (d, f) = match find(&fbuf, b"/./") {
+                Some(i) => (clean_fname(&fbuf[..i], false), fbuf[i + 3..].to_vec()),
+                None => (Vec::new(), fbuf.clone()),
+            };
+            dir = d;
+            let mut f = clean_fname(&f, true);
+            if f.len() == 1 && f[0] == b'/' {
+                f = b".".to_vec();
+                name_type = NameType::DotDir;
+            } else if f.ends_with(b"/") {
+                f.pop();
+                name_type = if f == b"." { NameType::DotDir } else { NameType::SlashEnding };
+            }
+            if f.split(|&b| b == b'/').any(|c| c == b"..") {
+                o.messages.push((MsgCode::Error, format!("found \"..\" dir in relative path: {}\n", safe_name(&f))));
+                return;
+            }
+            fn_ = f;
+        }
+        let mut fn_ = fn_;
+        if fn_.is_empty() {
+            fn_ = b".".to_vec();
+            name_type = NameType::DotDir;
+        }
+        let root = o.list.root_index(&dir);
+        let mpath = join(&dir, &fn_);
+        let entry = self.snap.lookup(&mpath);
+        let link_stat_fail = |o: &mut BuildOutcome| {
+            o.messages.push((
+                MsgCode::ErrorXfer,
+                format!(
+                    "rsync: [sender] link_stat {} failed: No such file or directory (2)\n",
+                    full_fname(&dir, &fn_, self.module)
+                ),
+            ));
+        };
+        let Some(entry) = entry else {
+            if !opts.ignore_missing_args {
+                link_stat_fail(o);
+            }
+            return;
+        };
+        let is_dir = entry.is_dir();
+        if name_type != NameType::DotDir && self.daemon_excluded(&mpath, is_dir) {
+            if !opts.ignore_missing_args {
+                link_stat_fail(o);
+            }
+            return;
+        }
+        if name_type != NameType::DotDir && self.client_excluded(&fn_, &mpath, is_dir) {
+            return;
+        }
+        if is_dir && !(opts.recursive || opts.dirs) {
+            o.messages.push((MsgCode::Info, format!("skipping directory {}\n", safe_name(&fn_))));
+            return;
+        }
+        let implied_dirs = opts.relative && (opts.implied_dirs || self.protocol >= 30);
+        if implied_dirs && opts.relative {
+            // send_implied_dirs(): every parent of fn_ inside the transfer root.
+            let mut p = 0;
+            while let Some(i) = fn_[p..].iter().position(|&b| b == b'/') {
+                let parent = &fn_[..p + i];
+                p += i + 1;
+                if parent.is_empty() || parent == b"." || !implied_seen.insert(join(&dir, parent)) {
+                    continue;
+                }
+                if let Some(pe) = self.snap.lookup(&join(&dir, parent)) {
+                    if pe.is_dir() {
+                        o.list.push(pe.index(), parent, root, true, true);
+                    }
+                }
+            }
+        }
+        let content = opts.recursive;
+        if opts.recursive || (opts.dirs && name_type != NameType::Normal) {
+            o.list.push(entry.index(), &fn_, root, true, is_dir && !content && name_type == NameType::Normal);
+            if is_dir {
+                self.send_directory(entry, &dir, &fn_, o, root);
+            }
+        } else {
+            o.list.push(entry.index(), &fn_, root, false, is_dir);
+        }
+    }
+
+    /// `send_directory()` (recursive with -r, one level with -d).
+    fn send_directory(&self, dirent: EntryRef<'_>, root_dir: &[u8], name: &[u8], o: &mut BuildOutcome, root: u32) {
+        let recursive = self.opts.recursive;
+        let base_mpath = join(root_dir, name);
+        let mut name_buf: Vec<u8> = Vec::new();
+        let mut mpath_buf: Vec<u8> = Vec::new();
+        if dirent.unreadable() {
+            o.io_error |= IOERR_GENERAL;
+            o.messages.push((
+                MsgCode::ErrorXfer,
+                format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(root_dir, name, self.module)),
+            ));
+            return;
+        }
+        let mut pending_unreadable: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.snap.walk(dirent, &mut |rel: &[u8], e: EntryRef<'_>| {
+            name_buf.clear();
+            if name != b"." {
+                name_buf.extend_from_slice(name);
+                name_buf.push(b'/');
+            }
+            name_buf.extend_from_slice(rel);
+            mpath_buf.clear();
+            if !base_mpath.is_empty() {
+                mpath_buf.extend_from_slice(&base_mpath);
+                mpath_buf.push(b'/');
+            }
+            mpath_buf.extend_from_slice(rel);
+            let is_dir = e.is_dir();
+            if self.daemon_excluded(&mpath_buf, is_dir) || self.client_excluded(&name_buf, &mpath_buf, is_dir) {
+                return if is_dir { WalkControl::SkipDir } else { WalkControl::Continue };
+            }
+            o.list.push(e.index(), &name_buf, root, false, is_dir && !recursive);
+            if is_dir {
+                if !recursive {
+                    return WalkControl::SkipDir;
+                }
+                if e.unreadable() {
+                    pending_unreadable.push((root_dir.to_vec(), name_buf.clone()));
+                    return WalkControl::SkipDir;
+                }
+            }
+            WalkControl::Continue
+        });
+        for (d, n) in pending_unreadable {
+            o.io_error |= IOERR_GENERAL;
+            o.messages.push((
+                MsgCode::ErrorXfer,
+                format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(&d, &n, self.module)),
+            ));
+        }
+    }
+
+    fn sort(&self, list: &mut FileList) {
+        let p = self.protocol;
+        let snap = self.snap;
+        let is_dir = |it: &ListItem| snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false);
+        let sorted = list.items.windows(2).all(|w| {
+            f_name_cmp(list.name(&w[0]), is_dir(&w[0]), list.name(&w[1]), is_dir(&w[1]), p) != std::cmp::Ordering::Greater
+        });
+        if sorted {
+            return;
+        }
+        let mut items = std::mem::take(&mut list.items);
+        items.sort_by(|a, b| f_name_cmp(list.name(a), is_dir(a), list.name(b), is_dir(b), p));
+        list.items = items;
+    }
+}
+
+fn find(h: &[u8], n: &[u8]) -> Option<usize> {
+    if n.is_empty() || h.len() < n.len() {
+        return None;
+    }
+    h.windows(n.len()).position(|w| w == n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_matches_stock_rules() {
+        assert_eq!(sanitize_path(b"/etc/passwd", false), b"etc/passwd");
+        assert_eq!(sanitize_path(b"../../etc/passwd", false), b"etc/passwd");
+        assert_eq!(sanitize_path(b"a/../../b", false), b"b");
+        assert_eq!(sanitize_path(b"a//b/./c/", false), b"a/b/c/");
+        assert_eq!(sanitize_path(b"", false), b".");
+        assert_eq!(sanitize_path(b"/", false), b".");
+        assert_eq!(sanitize_path(b"a/./b", true), b"a/./b");
+        assert_eq!(sanitize_path(b"a/b/..", false), b"a/");
+    }
+
+    #[test]
+    fn full_fname_forms() {
+        assert_eq!(full_fname(b"", b"x", "mod"), "\"x\" (in mod)");
+        assert_eq!(full_fname(b"sub", b"x", "mod"), "\"/sub/x\" (in mod)");
+    }
+}

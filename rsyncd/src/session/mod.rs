@@ -1,0 +1,272 @@
+//! One client connection, from greeting to goodbye.
+//!
+//! The flow mirrors stock `clientserver.c: start_daemon()` /
+//! `rsync_module()` and `main.c: start_server()` / `do_server_sender()`:
+//! text phase, arguments, binary setup, filter list, file list, transfer
+//! loop, statistics and goodbye. Errors caused by the client end only this
+//! session, with rsync's own error form where the stream still allows one.
+
+pub mod files;
+pub mod flist;
+pub mod io;
+pub mod transfer;
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use protocol::args::{ArgError, ParsedArgs};
+use protocol::compat;
+use protocol::exit::Rerr;
+use protocol::greeting::{self, ModuleRequest};
+use protocol::mux::MsgCode;
+use protocol::wire::{put_i32, put_varint, Reader};
+
+use crate::module::{ModuleRuntime, ServerState};
+use io::{Input, InputError, Output, RawInput, ReadLimits};
+
+/// How a session ended, for logging.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// Input failed (EOF, timeout, socket error, protocol violation).
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// Writing to the client failed.
+    #[error("write error: {0}")]
+    Output(#[from] std::io::Error),
+    /// The session ended with an rsync error exit after telling the client.
+    #[error("{message} (code {})", code.code())]
+    Exit {
+        /// Exit class.
+        code: Rerr,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Per-session context after the module is chosen.
+pub struct Session {
+    pub(crate) input: Input,
+    pub(crate) out: Output,
+    pub(crate) protocol: u8,
+    pub(crate) peer: SocketAddr,
+    pub(crate) state: Arc<ServerState>,
+}
+
+/// Serve one connection. Never panics on client input; returns how it ended.
+pub fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>) -> Result<(), SessionError> {
+    let _ = stream.set_nodelay(true);
+    let settings = state.settings.clone();
+    let deadline = Instant::now() + settings.handshake_timeout;
+    let read_half = stream.try_clone()?;
+    let raw = RawInput::new(read_half, ReadLimits { deadline: Some(deadline), idle: None });
+    let input = Input::new(raw, settings.limits.max_msg_payload);
+    let out = Output::new(stream, Some(settings.handshake_timeout.max(Duration::from_secs(30))))?;
+    let mut s = Session { input, out, protocol: 0, peer, state };
+    let r = s.run();
+    if let Err(e) = &r {
+        tracing::info!(peer = %peer, "session ended: {e}");
+    }
+    s.out.shutdown();
+    // Drain briefly so the kernel does not reset the connection while the
+    // client still reads our last messages.
+    s.input.set_limits(ReadLimits { deadline: Some(Instant::now() + Duration::from_secs(2)), idle: None });
+    let _ = s.drain();
+    r
+}
+
+impl Session {
+    fn drain(&mut self) -> Result<(), InputError> {
+        loop {
+            match self.input.read_exact_vec(1) {
+                Ok(_) => {}
+                Err(InputError::ClientErrorExit(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn text_error(&mut self, text: &str) -> Result<(), SessionError> {
+        self.out.raw(&greeting::error_line(text))?;
+        Err(SessionError::Exit { code: Rerr::StartClient, message: text.to_string() })
+    }
+
+    fn run(&mut self) -> Result<(), SessionError> {
+        let max_line = self.state.settings.limits.max_line;
+        // exchange_protocols(): greeting first, without waiting.
+        let mut hello = greeting::server_greeting();
+        if let Some(motd) = &self.state.motd {
+            hello.extend_from_slice(motd);
+            if !motd.ends_with(b"\n") && !motd.is_empty() {
+                hello.push(b'\n');
+            }
+            hello.push(b'\n');
+        }
+        self.out.raw(&hello)?;
+        let line = match self.input.read_line(max_line) {
+            Ok(l) => l,
+            Err(InputError::Protocol(_)) => return self.text_error("protocol startup error"),
+            Err(e) => return Err(e.into()),
+        };
+        let g = match greeting::parse_client_greeting(&line) {
+            Ok(g) => g,
+            Err(e) => return self.text_error(&e.message),
+        };
+        self.protocol = match greeting::negotiate_protocol(&g) {
+            Ok(p) => p,
+            Err(e) => return self.text_error(&e.message),
+        };
+        self.out.set_protocol(self.protocol);
+
+        let module_name = loop {
+            let line = self.input.read_line(max_line)?;
+            match greeting::parse_module_line(&line) {
+                Ok(ModuleRequest::List) => return self.send_listing(),
+                Ok(ModuleRequest::EarlyInput(n)) => {
+                    self.input.read_exact_vec(n)?;
+                }
+                Ok(ModuleRequest::UnknownCommand(c)) => {
+                    let t = format!("Unknown command '{}'", files::safe_name(&c));
+                    return self.text_error(&t);
+                }
+                Ok(ModuleRequest::Module(m)) => break m,
+                Err(e) => return self.text_error(&e.message),
+            }
+        };
+        let module = match self.state.module(&module_name) {
+            Some(m) => m.clone(),
+            None => {
+                let t = format!("Unknown module '{}'", files::safe_name(&module_name));
+                return self.text_error(&t);
+            }
+        };
+        self.out.raw(greeting::OK_LINE)?;
+        tracing::info!(peer = %self.peer, module = %module.name, protocol = self.protocol, "module requested");
+        self.serve_module(module)
+    }
+
+    fn send_listing(&mut self) -> Result<(), SessionError> {
+        let mut b = Vec::new();
+        for m in self.state.modules.iter().filter(|m| m.list) {
+            b.extend_from_slice(&greeting::listing_line(&m.name, &m.comment));
+        }
+        if self.protocol >= 25 {
+            b.extend_from_slice(greeting::EXIT_LINE);
+        }
+        self.out.raw(&b)?;
+        Ok(())
+    }
+
+    fn read_args(&mut self, nul: bool) -> Result<Vec<Vec<u8>>, InputError> {
+        let limits = self.state.settings.limits.clone();
+        self.input.decode(|b| protocol::args::decode_arg_list(b, nul, &limits))
+    }
+
+    fn serve_module(&mut self, module: Arc<ModuleRuntime>) -> Result<(), SessionError> {
+        let first = self.read_args(self.protocol >= 30)?;
+        // `-s`: a second, always NUL-separated list follows (rsync.c: send_protected_args()).
+        let secluded = first.iter().skip(2).take_while(|a| a.as_slice() != b".").any(|a| {
+            a.len() > 1 && a[0] == b'-' && a[1] != b'-' && {
+                let bundle = &a[1..];
+                let end = bundle.iter().position(|&c| c == b'e').unwrap_or(bundle.len());
+                bundle[..end].contains(&b's')
+            }
+        });
+        let second = if secluded { Some(self.read_args(true)?) } else { None };
+        // The handshake deadline ends here; the idle timeout takes over.
+        let idle = self.state.settings.idle_timeout;
+        self.input.set_limits(ReadLimits { deadline: None, idle });
+
+        let parsed = protocol::args::parse_server_args(&first, second.as_deref());
+        let parsed = match parsed.and_then(|p| check_supported(p, &module)) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(e),
+        };
+        transfer::run_sender(self, module, parsed)
+    }
+
+    /// Stock behaviour for arguments it will not run (`rsync_module()`):
+    /// finish the binary setup without the client's capabilities, start
+    /// multiplexing, send the error, wait a moment and exit.
+    fn refuse(&mut self, e: ArgError) -> Result<(), SessionError> {
+        let (text, code) = match &e {
+            ArgError::Push => ("ERROR: module is read only".to_string(), Rerr::Syntax),
+            ArgError::Unsupported { message, .. } => (format!("rsync: {message}"), Rerr::Unsupported),
+            ArgError::Unknown { message } => (format!("rsync: {message}"), Rerr::Syntax),
+            ArgError::Syntax { message } => (format!("rsync: {message}"), Rerr::Syntax),
+        };
+        let mut b = Vec::new();
+        if self.protocol >= 30 {
+            put_varint(&mut b, compat::REFUSED_ARGS_COMPAT_FLAGS as i32);
+        }
+        put_i32(&mut b, self.new_seed());
+        self.out.raw(&b)?;
+        self.out.start_mux()?;
+        let mut t = text.clone();
+        t.push('\n');
+        self.out.msg(MsgCode::Error, t.as_bytes())?;
+        self.out.flush()?;
+        std::thread::sleep(Duration::from_millis(400));
+        Err(SessionError::Exit { code, message: text })
+    }
+
+    pub(crate) fn new_seed(&self) -> i32 {
+        if let Some(s) = self.state.settings.fixed_seed {
+            return s;
+        }
+        let mut b = [0u8; 4];
+        if getrandom::fill(&mut b).is_err() {
+            // Fall back to a time-derived value, as stock does always.
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(1);
+            b = (t as u32).to_le_bytes();
+        }
+        let v = (u32::from_le_bytes(b) & 0x7FFF_FFFF) as i32;
+        if v == 0 {
+            1
+        } else {
+            v
+        }
+    }
+}
+
+/// Options we parse but do not (yet) serve are refused by name, in
+/// rsync's refusal form; never silently ignored.
+fn check_supported(p: ParsedArgs, module: &ModuleRuntime) -> Result<ParsedArgs, ArgError> {
+    let o = &p.options;
+    if !o.sender {
+        let _ = module.read_only;
+        return Err(ArgError::Push);
+    }
+    let refuse = |long: &str, short: Option<char>| -> Result<(), ArgError> {
+        let message = match short {
+            Some(c) => format!("The server is configured to refuse --{long} (-{c})"),
+            None => format!("The server is configured to refuse --{long}"),
+        };
+        Err(ArgError::Unsupported { option: long.to_string(), message })
+    };
+    if o.copy_links {
+        refuse("copy-links", Some('L'))?;
+    }
+    if o.copy_dirlinks {
+        refuse("copy-dirlinks", Some('k'))?;
+    }
+    if o.copy_unsafe_links {
+        refuse("copy-unsafe-links", None)?;
+    }
+    if o.append > 0 {
+        refuse("append", None)?;
+    }
+    if let Some(ff) = &o.files_from {
+        if ff.as_slice() != b"-" {
+            refuse("files-from", None)?;
+        }
+    }
+    Ok(p)
+}
+
+/// Read helper used by the transfer code: decode with a `Reader`.
+pub(crate) fn with_reader<T>(b: &[u8], f: impl FnOnce(&mut Reader<'_>) -> protocol::DecodeResult<T>) -> protocol::DecodeResult<(T, usize)> {
+    let mut r = Reader::new(b);
+    let v = f(&mut r)?;
+    Ok((v, r.consumed()))
+}

@@ -1,0 +1,796 @@
+//! Binary setup, file list and the sender's transfer loop.
+//!
+//! Mirrors `compat.c: setup_protocol()` / `negotiate_the_strings()`,
+//! `main.c: do_server_sender()`, `sender.c: send_files()`,
+//! `rsync.c: read_ndx_and_attrs()` and `main.c: read_final_goodbye()`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use filelist_cache::EntryRef;
+use protocol::args::ParsedArgs;
+use protocol::checksum::{file_list_checksum_hasher, ChecksumAlgo, FileHasher};
+use protocol::compat::{self, CF_CHKSUM_SEED_FIX, CF_ID0_NAMES, CF_SAFE_FLIST, CF_VARINT_FLIST_FLAGS};
+use protocol::exit::Rerr;
+use protocol::filter::{decode_filter_list, FilterList};
+use protocol::flist::encode::{FlistEncoder, FlistOptions, IdNames};
+use protocol::flist::entry::FileEntry;
+use protocol::matcher::{DeltaMatcher, DeltaOp};
+use protocol::mux::MsgCode;
+use protocol::ndx::{NdxState, NDX_DEL_STATS, NDX_DONE};
+use protocol::stats::{encode_stats, Stats};
+use protocol::sums::{decode_sum_blocks, decode_sum_head, encode_sum_head, SumBlocks, SumHead};
+use protocol::token::{Compression, TokenEncoder};
+use protocol::wire::{put_i32, put_u16, put_varint, put_vstring, Reader};
+
+use super::flist::{full_fname, BuildCtx, FileList, IOERR_GENERAL, IOERR_VANISHED};
+use super::io::{Input, InputError};
+use super::{files, with_reader, Session, SessionError};
+use crate::module::ModuleRuntime;
+
+/// `ITEM_TRANSFER`
+pub const ITEM_TRANSFER: u16 = 1 << 15;
+/// `ITEM_IS_NEW`
+pub const ITEM_IS_NEW: u16 = 1 << 13;
+/// `ITEM_BASIS_TYPE_FOLLOWS`
+pub const ITEM_BASIS_TYPE_FOLLOWS: u16 = 1 << 11;
+/// `ITEM_XNAME_FOLLOWS`
+pub const ITEM_XNAME_FOLLOWS: u16 = 1 << 12;
+
+/// One request from the client's generator.
+#[derive(Debug)]
+pub struct Request {
+    ndx: i32,
+    iflags: u16,
+    fnamecmp_type: Option<u8>,
+    xname: Option<Vec<u8>>,
+    sums: Option<(SumHead, Option<SumBlocks>)>,
+}
+
+/// What the reader thread reports.
+#[derive(Debug)]
+enum Event {
+    Request(Request),
+    Done,
+    DelStats(Vec<i32>),
+    Failed(InputError),
+}
+
+/// Parameters the reader thread needs to decode requests.
+struct ReaderCfg {
+    protocol: u8,
+    dry_run: bool,
+    append: bool,
+    digest_len: usize,
+    limits: protocol::limits::Limits,
+}
+
+fn reader_thread(mut input: Input, cfg: ReaderCfg, tx: mpsc::SyncSender<Event>, total_read: Arc<AtomicU64>) -> Input {
+    let mut ndx_in = NdxState::new(cfg.protocol);
+    loop {
+        let r = read_event(&mut input, &cfg, &mut ndx_in);
+        total_read.store(input.total_read(), Ordering::Relaxed);
+        let stop = r.is_err();
+        let ev = match r {
+            Ok(ev) => ev,
+            Err(e) => Event::Failed(e),
+        };
+        if tx.send(ev).is_err() || stop {
+            return input;
+        }
+    }
+}
+
+fn read_event(input: &mut Input, cfg: &ReaderCfg, ndx_in: &mut NdxState) -> Result<Event, InputError> {
+    let p = cfg.protocol;
+    let ndx = input.decode(|b| with_reader(b, |r| ndx_in.decode(r)))?;
+    if ndx == NDX_DONE {
+        return Ok(Event::Done);
+    }
+    if ndx == NDX_DEL_STATS && p >= 31 {
+        let v = input.decode(|b| {
+            with_reader(b, |r| {
+                let mut v = Vec::with_capacity(5);
+                for _ in 0..5 {
+                    v.push(r.varint()?);
+                }
+                Ok(v)
+            })
+        })?;
+        return Ok(Event::DelStats(v));
+    }
+    if ndx < 0 {
+        return Err(InputError::Protocol(format!("Invalid file index: {ndx} (read_ndx_and_attrs) [sender]")));
+    }
+    let iflags = if p >= 29 { input.decode(|b| with_reader(b, |r| r.u16()))? } else { ITEM_TRANSFER };
+    let fnamecmp_type =
+        if iflags & ITEM_BASIS_TYPE_FOLLOWS != 0 { Some(input.decode(|b| with_reader(b, |r| r.u8()))?) } else { None };
+    let max_vs = cfg.limits.max_vstring;
+    let xname = if iflags & ITEM_XNAME_FOLLOWS != 0 {
+        Some(input.decode(|b| with_reader(b, |r| r.vstring(max_vs).map(|s| s.to_vec())))?)
+    } else {
+        None
+    };
+    let sums = if iflags & ITEM_TRANSFER != 0 && !cfg.dry_run {
+        let head = input.decode(|b| with_reader(b, |r| decode_sum_head(r, p, cfg.digest_len, &cfg.limits)))?;
+        let blocks = if cfg.append { None } else { Some(input.decode(|b| with_reader(b, |r| decode_sum_blocks(r, &head)))?) };
+        Some((head, blocks))
+    } else {
+        None
+    };
+    Ok(Event::Request(Request { ndx, iflags, fnamecmp_type, xname, sums }))
+}
+
+/// Resolves uid/gid names with the C library, caching results.
+#[derive(Default)]
+struct SystemNames {
+    users: RefCell<HashMap<u32, Option<Vec<u8>>>>,
+    groups: RefCell<HashMap<u32, Option<Vec<u8>>>>,
+}
+
+fn lookup_name(id: u32, user: bool) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: getpwuid_r/getgrgid_r write into the provided struct and
+    // buffer, whose sizes we pass; the result pointer is checked before use
+    // and the name is copied out before the buffer is dropped.
+    unsafe {
+        if user {
+            let mut pw: libc::passwd = std::mem::zeroed();
+            let mut res: *mut libc::passwd = std::ptr::null_mut();
+            if libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) != 0 || res.is_null() {
+                return None;
+            }
+            Some(std::ffi::CStr::from_ptr(pw.pw_name).to_bytes().to_vec())
+        } else {
+            let mut gr: libc::group = std::mem::zeroed();
+            let mut res: *mut libc::group = std::ptr::null_mut();
+            if libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res) != 0 || res.is_null() {
+                return None;
+            }
+            Some(std::ffi::CStr::from_ptr(gr.gr_name).to_bytes().to_vec())
+        }
+    }
+}
+
+impl IdNames for SystemNames {
+    fn user_name(&self, uid: u32) -> Option<Vec<u8>> {
+        self.users.borrow_mut().entry(uid).or_insert_with(|| lookup_name(uid, true)).clone()
+    }
+    fn group_name(&self, gid: u32) -> Option<Vec<u8>> {
+        self.groups.borrow_mut().entry(gid).or_insert_with(|| lookup_name(gid, false)).clone()
+    }
+}
+
+struct Negotiated {
+    xfer: ChecksumAlgo,
+    file: ChecksumAlgo,
+    compression: Compression,
+}
+
+fn unsupported(s: &mut Session, text: String, code: Rerr) -> Result<(), SessionError> {
+    fatal(s, code, &text)
+}
+
+/// Send a fatal error the stock way (`cleanup.c: _exit_cleanup()`):
+/// the text as MSG_ERROR, then MSG_ERROR_EXIT with the code for proto >= 31.
+fn fatal(s: &mut Session, code: Rerr, text: &str) -> Result<(), SessionError> {
+    let mut t = text.to_string();
+    if !t.ends_with('\n') {
+        t.push('\n');
+    }
+    if s.out.is_mux() {
+        s.out.msg(MsgCode::Error, t.as_bytes())?;
+        if s.protocol >= 31 {
+            s.out.msg(MsgCode::ErrorExit, &code.code().to_le_bytes())?;
+        }
+        s.out.flush()?;
+    }
+    Err(SessionError::Exit { code, message: text.trim_end().to_string() })
+}
+
+fn negotiate(s: &mut Session, parsed: &ParsedArgs, varint: bool) -> Result<Result<Negotiated, String>, SessionError> {
+    let o = &parsed.options;
+    let p = s.protocol;
+    let default_algo = if p >= 30 { ChecksumAlgo::Md5 } else { ChecksumAlgo::Md4Legacy };
+    let want_compress = o.compress || o.compress_choice.is_some() || o.old_compress || o.new_compress;
+    let send_csum_list = varint && o.checksum_choice.is_none();
+    let send_comp_list = varint && o.compress && o.compress_choice.is_none() && !o.old_compress && !o.new_compress;
+    if send_csum_list || send_comp_list {
+        let mut b = Vec::new();
+        if send_csum_list {
+            compat::put_name_list(&mut b, compat::OUR_CHECKSUMS);
+        }
+        if send_comp_list {
+            compat::put_name_list(&mut b, compat::OUR_COMPRESSIONS);
+        }
+        s.out.raw(&b)?;
+    }
+    let maxv = s.state.settings.limits.max_vstring;
+    let client_csums = if send_csum_list { Some(s.input.decode(|b| with_reader(b, |r| compat::read_name_list(r, maxv)))?) } else { None };
+    let client_comps = if send_comp_list { Some(s.input.decode(|b| with_reader(b, |r| compat::read_name_list(r, maxv)))?) } else { None };
+
+    let (xfer, file) = if let Some(choice) = &o.checksum_choice {
+        let mut parts = choice.splitn(2, |&b| b == b',');
+        let a = parts.next().unwrap_or_default();
+        let b = parts.next().unwrap_or(a);
+        let pick = |n: &[u8]| -> Result<ChecksumAlgo, String> {
+            if n.eq_ignore_ascii_case(b"auto") {
+                return Ok(default_algo);
+            }
+            match ChecksumAlgo::from_name(n) {
+                Some(ChecksumAlgo::Md4) if p < 30 => Ok(ChecksumAlgo::Md4Legacy),
+                Some(a) => Ok(a),
+                None => Err(format!("unknown checksum name: {}", String::from_utf8_lossy(n))),
+            }
+        };
+        match (pick(a), pick(b)) {
+            (Ok(x), Ok(y)) => (x, y),
+            (Err(e), _) | (_, Err(e)) => return Ok(Err(e)),
+        }
+    } else if let Some(list) = client_csums {
+        match compat::choose(&list, compat::OUR_CHECKSUMS).and_then(|n| ChecksumAlgo::from_name(n.as_bytes())) {
+            Some(a) => (a, a),
+            None => return Ok(Err("Failed to negotiate a checksum choice".into())),
+        }
+    } else {
+        (default_algo, default_algo)
+    };
+    let compression = if !want_compress {
+        Compression::None
+    } else if let Some(c) = &o.compress_choice {
+        match Compression::from_name(c) {
+            Some(c) => c,
+            None if c.eq_ignore_ascii_case(b"none") => Compression::None,
+            None => return Ok(Err(format!("unknown compress name: {}", String::from_utf8_lossy(c)))),
+        }
+    } else if o.old_compress {
+        Compression::Zlib
+    } else if o.new_compress {
+        Compression::ZlibX
+    } else if let Some(list) = client_comps {
+        match compat::choose(&list, compat::OUR_COMPRESSIONS).and_then(|n| Compression::from_name(n.as_bytes())) {
+            Some(c) => c,
+            None => return Ok(Err("Failed to negotiate a compression choice".into())),
+        }
+    } else {
+        Compression::Zlib
+    };
+    Ok(Ok(Negotiated { xfer, file, compression }))
+}
+
+/// Run the sender role for one pull.
+pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArgs) -> Result<(), SessionError> {
+    let p = s.protocol;
+    let o = parsed.options.clone();
+    let caps = o.capabilities.clone().unwrap_or_default();
+    let mut compat_flags = 0u32;
+    let mut setup = Vec::new();
+    if p >= 30 {
+        compat_flags = compat::server_compat_flags(&caps, false);
+        put_varint(&mut setup, compat_flags as i32);
+        s.out.raw(&setup)?;
+    }
+    let varint = compat_flags & CF_VARINT_FLIST_FLAGS != 0;
+    let neg = negotiate(s, &parsed, varint)?;
+    let seed = match o.checksum_seed {
+        Some(v) if v != 0 => v,
+        _ => s.new_seed(),
+    };
+    let mut b = Vec::new();
+    put_i32(&mut b, seed);
+    s.out.raw(&b)?;
+    s.out.start_mux()?;
+    if p >= 30 {
+        s.input.start_mux();
+    }
+    let neg = match neg {
+        Ok(n) => n,
+        Err(e) => return unsupported(s, format!("rsync: {e}"), Rerr::Unsupported),
+    };
+    let seed_fix = compat_flags & CF_CHKSUM_SEED_FIX != 0;
+
+    // Filter list (exclude.c: recv_filter_list()).
+    let limits = s.state.settings.limits.clone();
+    let rules = s.input.decode(|b| with_reader(b, |r| decode_filter_list(r, &limits)))?;
+    let mut client_filter = match FilterList::from_client_rules(&rules, p) {
+        Ok(f) => f,
+        Err(e) => return fatal(s, Rerr::Unsupported, &format!("rsync: {e}")),
+    };
+    if o.cvs_exclude {
+        client_filter.add_cvs_excludes(p);
+    }
+
+    // --files-from=- names (flist.c: send_file_list() with filesfrom_fd).
+    let files_from = if o.files_from.as_deref() == Some(b"-".as_slice()) {
+        if p == 30 {
+            s.input.set_raw_passthrough(true);
+        }
+        let max = limits.max_files_from;
+        let maxlen = limits.max_path_len;
+        let names = s.input.decode(|b| with_reader(b, |r| read_files_from(r, max, maxlen)))?;
+        if p == 30 {
+            s.input.set_raw_passthrough(false);
+        }
+        Some(names)
+    } else {
+        None
+    };
+
+    let t0 = Instant::now();
+    let snap = module.snapshot.clone();
+    let ctx = BuildCtx {
+        snap: &snap,
+        module: &module.name,
+        opts: &o,
+        client_filter: &client_filter,
+        daemon_filter: &module.daemon_filter,
+        protocol: p,
+    };
+    let mut args = Vec::new();
+    for a in &parsed.paths {
+        ctx.expand_arg(a, o.secluded_args, &mut args);
+    }
+    if let Some(names) = &files_from {
+        let base = args.first().cloned().unwrap_or_else(|| b".".to_vec());
+        let base = if base == b"." { Vec::new() } else { base };
+        let mut ff_args = Vec::with_capacity(names.len());
+        for n in names {
+            let mut a = base.clone();
+            if !a.is_empty() && !a.ends_with(b"/") {
+                a.push(b'/');
+            }
+            if o.relative {
+                a.extend_from_slice(b"./");
+            }
+            a.extend_from_slice(n);
+            ff_args.push(a);
+        }
+        args = ff_args;
+    }
+    let built = ctx.build(&args);
+    let build_ms = t0.elapsed().as_millis().max(1) as i64;
+    let t1 = Instant::now();
+    let mut io_error = built.io_error;
+    for (code, text) in &built.messages {
+        s.out.msg(*code, text.as_bytes())?;
+    }
+    let list = built.list;
+
+    let fopts = FlistOptions {
+        protocol: p,
+        varint_flags: varint,
+        preserve_uid: o.owner,
+        preserve_gid: o.group,
+        preserve_links: o.links,
+        preserve_devices: o.devices,
+        preserve_specials: o.specials,
+        preserve_hard_links: o.hard_links,
+        checksum_len: if o.checksum { Some(neg.file.digest_len()) } else { None },
+        inc_recurse: false,
+        id0_names: compat_flags & CF_ID0_NAMES != 0,
+        numeric_ids: o.numeric_ids,
+        safe_flist: p >= 31 || compat_flags & CF_SAFE_FLIST != 0,
+    };
+    let names = SystemNames::default();
+    let mut enc = FlistEncoder::new(fopts.clone());
+    let mut buf = Vec::with_capacity(128 * 1024);
+    let mut total_size: i64 = 0;
+    let mut csum = Vec::new();
+    for (i, it) in list.items.iter().enumerate() {
+        let Some(e) = snap.entry(it.entry) else { continue };
+        if e.is_file() || e.is_symlink() {
+            total_size += entry_size(&e);
+        }
+        if o.checksum && e.is_file() {
+            csum = file_checksum(&module, &list.module_path(it), neg.file);
+        }
+        let fe = to_file_entry(&e, list.name(it), it.top_dir, it.no_content, &o, if o.checksum && e.is_file() { Some(&csum[..]) } else { None });
+        enc.encode_entry(&mut buf, &fe, i as i32, 0, &names);
+        if buf.len() >= 64 * 1024 {
+            s.out.data(&buf)?;
+            buf.clear();
+        }
+    }
+    let sent_io_error = if o.ignore_errors { 0 } else { io_error };
+    enc.encode_end(&mut buf, sent_io_error);
+    enc.encode_trailer(&mut buf, sent_io_error, &names);
+    s.out.data(&buf)?;
+    buf.clear();
+    if p == 30 && !fopts.safe_flist && sent_io_error != 0 {
+        s.out.msg(MsgCode::IoError, &sent_io_error.to_le_bytes())?;
+    }
+    s.out.flush()?;
+    let xfer_ms = t1.elapsed().as_millis() as i64;
+    tracing::info!(module = %module.name, entries = list.items.len(), "file list sent");
+
+    // Transfer phase: a reader thread decodes requests while we write.
+    let total_read = Arc::new(AtomicU64::new(0));
+    let (tx, rx) = mpsc::sync_channel::<Event>(64);
+    let cfg = ReaderCfg { protocol: p, dry_run: o.dry_run, append: o.append > 0, digest_len: neg.xfer.digest_len(), limits };
+    let input = std::mem::replace(&mut s.input, Input::placeholder());
+    let tr = total_read.clone();
+    let reader = std::thread::Builder::new()
+        .name("rsyncd-reader".into())
+        .spawn(move || reader_thread(input, cfg, tx, tr))
+        .map_err(SessionError::Output)?;
+    let idle = s.state.settings.idle_timeout;
+    let mut xfer = Xfer {
+        ndx_out: NdxState::new(p),
+        tokens: match TokenEncoder::new(neg.compression, o.compress_level, p) {
+            Ok(t) => t,
+            Err(e) => return fatal(s, Rerr::Unsupported, &format!("rsync: {e}")),
+        },
+        algo: neg.xfer,
+        seed,
+        seed_fix,
+        buf: Vec::with_capacity(256 * 1024),
+        file_buf: vec![0u8; 256 * 1024],
+    };
+    let result = transfer_loop(s, &module, &list, &o, &rx, idle, &mut xfer, &mut io_error);
+    let result = result.and_then(|()| {
+        let stats = Stats {
+            total_read: total_read.load(Ordering::Relaxed) as i64,
+            total_written: (s.out.total_written() + s.out.pending_len() as u64) as i64,
+            total_size,
+            flist_buildtime_ms: build_ms,
+            flist_xfertime_ms: xfer_ms,
+        };
+        let mut b = Vec::new();
+        encode_stats(&mut b, &stats, p);
+        s.out.data(&b)?;
+        s.out.flush()?;
+        // read_final_goodbye()
+        wait_done(s, &rx, idle, &mut xfer)?;
+        if p >= 31 {
+            let mut b = Vec::new();
+            xfer.ndx_out.encode(&mut b, NDX_DONE);
+            s.out.data(&b)?;
+            s.out.flush()?;
+            wait_done(s, &rx, idle, &mut xfer)?;
+        }
+        Ok(())
+    });
+    s.out.shutdown();
+    // Let the reader see the client's close, bounded.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(Event::Failed(_)) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    if reader.is_finished() {
+        if let Ok(input) = reader.join() {
+            s.input = input;
+        }
+    }
+    result
+}
+
+fn read_files_from(r: &mut Reader<'_>, max: usize, maxlen: usize) -> protocol::DecodeResult<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    loop {
+        let rest = r.rest();
+        let Some(n) = rest.iter().position(|&b| b == 0) else {
+            if rest.len() > maxlen {
+                return Err(protocol::DecodeError::invalid("files-from", "name too long"));
+            }
+            return Err(protocol::DecodeError::Incomplete { needed: 1 });
+        };
+        if n > maxlen {
+            return Err(protocol::DecodeError::invalid("files-from", "name too long"));
+        }
+        let name = r.bytes(n + 1)?;
+        if n == 0 {
+            return Ok(names);
+        }
+        if names.len() >= max {
+            return Err(protocol::DecodeError::invalid("files-from", "too many names"));
+        }
+        names.push(name[..n].to_vec());
+    }
+}
+
+fn entry_size(e: &EntryRef<'_>) -> i64 {
+    if e.is_symlink() {
+        e.link_target().len() as i64
+    } else if e.is_file() || e.is_dir() {
+        e.size() as i64
+    } else {
+        0
+    }
+}
+
+fn to_file_entry<'a>(
+    e: &EntryRef<'a>,
+    name: &'a [u8],
+    top_dir: bool,
+    no_content: bool,
+    o: &protocol::args::ServerOptions,
+    checksum: Option<&'a [u8]>,
+) -> FileEntry<'a> {
+    let is_dev = matches!(e.mode() & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK);
+    FileEntry {
+        name,
+        mode: e.mode(),
+        size: entry_size(e),
+        mtime: e.mtime(),
+        mtime_nsec: e.mtime_nsec(),
+        uid: e.uid(),
+        gid: e.gid(),
+        rdev_major: if is_dev { e.rdev_major() } else { 0 },
+        rdev_minor: if is_dev { e.rdev_minor() } else { 0 },
+        link_target: if e.is_symlink() { e.link_target() } else { &[] },
+        top_dir: top_dir && e.is_dir(),
+        no_content_dir: no_content && e.is_dir(),
+        hardlink: if o.hard_links && !e.is_dir() && e.nlink() > 1 { Some((e.dev(), e.ino())) } else { None },
+        checksum,
+    }
+}
+
+fn file_checksum(module: &ModuleRuntime, mpath: &[u8], algo: ChecksumAlgo) -> Vec<u8> {
+    let mut h = file_list_checksum_hasher(algo);
+    let len = algo.digest_len();
+    match module.root.open_file(mpath) {
+        Ok(mut f) => {
+            let mut b = vec![0u8; 256 * 1024];
+            loop {
+                match f.read(&mut b) {
+                    Ok(0) => break,
+                    Ok(n) => h.update(&b[..n]),
+                    Err(_) => return vec![0u8; len],
+                }
+            }
+            h.finish()
+        }
+        Err(_) => vec![0u8; len],
+    }
+}
+
+struct Xfer {
+    ndx_out: NdxState,
+    tokens: TokenEncoder,
+    algo: ChecksumAlgo,
+    seed: i32,
+    seed_fix: bool,
+    buf: Vec<u8>,
+    file_buf: Vec<u8>,
+}
+
+fn recv(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>) -> Result<Event, SessionError> {
+    let r = match idle {
+        Some(t) => rx.recv_timeout(t),
+        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    };
+    match r {
+        Ok(Event::Failed(InputError::ClientErrorExit(code))) => {
+            if s.protocol >= 31 && code.is_some() {
+                let _ = s.out.msg(MsgCode::ErrorExit, &[]);
+                let _ = s.out.flush();
+            }
+            Err(SessionError::Input(InputError::ClientErrorExit(code)))
+        }
+        Ok(Event::Failed(InputError::Protocol(m))) => {
+            let text = format!("{m}");
+            fatal(s, Rerr::Protocol, &text).map(|_| Event::Done)
+        }
+        Ok(Event::Failed(e)) => Err(e.into()),
+        Ok(ev) => Ok(ev),
+        Err(RecvTimeoutError::Timeout) => {
+            let secs = idle.map(|d| d.as_secs()).unwrap_or(0);
+            fatal(s, Rerr::Timeout, &format!("[sender] io timeout after {secs} seconds -- exiting")).map(|_| Event::Done)
+        }
+        Err(RecvTimeoutError::Disconnected) => Err(SessionError::Input(InputError::Eof)),
+    }
+}
+
+fn echo_del_stats(s: &mut Session, x: &mut Xfer, v: &[i32]) -> Result<(), SessionError> {
+    let mut b = Vec::new();
+    x.ndx_out.encode(&mut b, NDX_DEL_STATS);
+    for &n in v {
+        put_varint(&mut b, n);
+    }
+    s.out.data(&b)?;
+    Ok(())
+}
+
+fn wait_done(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>, x: &mut Xfer) -> Result<(), SessionError> {
+    loop {
+        match recv(s, rx, idle)? {
+            Event::Done => return Ok(()),
+            Event::DelStats(v) => {
+                echo_del_stats(s, x, &v)?;
+                s.out.flush()?;
+            }
+            Event::Request(r) => {
+                return fatal(s, Rerr::Protocol, &format!("Invalid packet at end of run (ndx {}) [sender]", r.ndx));
+            }
+            Event::Failed(e) => return Err(e.into()),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn transfer_loop(
+    s: &mut Session,
+    module: &ModuleRuntime,
+    list: &FileList,
+    o: &protocol::args::ServerOptions,
+    rx: &mpsc::Receiver<Event>,
+    idle: Option<Duration>,
+    x: &mut Xfer,
+    io_error: &mut i32,
+) -> Result<(), SessionError> {
+    let p = s.protocol;
+    let max_phase = if p >= 29 { 2 } else { 1 };
+    let mut phase = 0;
+    let io_error_at_start = *io_error;
+    let n = list.items.len() as i32;
+    loop {
+        let ev = recv(s, rx, idle)?;
+        match ev {
+            Event::Done => {
+                phase += 1;
+                if phase > max_phase {
+                    break;
+                }
+                let mut b = Vec::new();
+                x.ndx_out.encode(&mut b, NDX_DONE);
+                s.out.data(&b)?;
+                s.out.flush()?;
+            }
+            Event::DelStats(v) => {
+                echo_del_stats(s, x, &v)?;
+                s.out.flush()?;
+            }
+            Event::Failed(e) => return Err(e.into()),
+            Event::Request(r) => {
+                if p < 30 && r.ndx == n && r.iflags == ITEM_IS_NEW {
+                    continue; // proto 29 keep-alive
+                }
+                if r.ndx < 0 || r.ndx >= n {
+                    return fatal(
+                        s,
+                        Rerr::Protocol,
+                        &format!("File-list index {} not in -1 - {} (read_ndx_and_attrs) [sender]", r.ndx, n - 1),
+                    );
+                }
+                let it = list.items[r.ndx as usize];
+                let mut echo = Vec::new();
+                x.ndx_out.encode(&mut echo, r.ndx);
+                if p >= 29 {
+                    put_u16(&mut echo, r.iflags);
+                    if let Some(t) = r.fnamecmp_type {
+                        echo.push(t);
+                    }
+                    if let Some(xn) = &r.xname {
+                        put_vstring(&mut echo, xn);
+                    }
+                }
+                if r.iflags & ITEM_TRANSFER == 0 || o.dry_run {
+                    if p >= 29 {
+                        s.out.data(&echo)?;
+                    }
+                    continue;
+                }
+                let Some(entry) = module.snapshot.entry(it.entry).filter(|e| e.is_file()) else {
+                    return fatal(s, Rerr::Protocol, &format!("received request to transfer non-regular file: {} [sender]", r.ndx));
+                };
+                let _ = entry;
+                let Some((head, blocks)) = r.sums else {
+                    return fatal(s, Rerr::Protocol, "missing sum head [sender]");
+                };
+                send_file(s, module, list, &it, r.ndx, &echo, head, blocks, x, io_error)?;
+            }
+        }
+    }
+    if p >= 30 && *io_error != io_error_at_start && !o.ignore_errors {
+        s.out.msg(MsgCode::IoError, &io_error.to_le_bytes())?;
+    }
+    let mut b = Vec::new();
+    x.ndx_out.encode(&mut b, NDX_DONE);
+    s.out.data(&b)?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send_file(
+    s: &mut Session,
+    module: &ModuleRuntime,
+    list: &FileList,
+    it: &super::flist::ListItem,
+    ndx: i32,
+    echo: &[u8],
+    head: SumHead,
+    blocks: Option<SumBlocks>,
+    x: &mut Xfer,
+    io_error: &mut i32,
+) -> Result<(), SessionError> {
+    let mpath = list.module_path(it);
+    let mut file = match module.root.open_file(&mpath) {
+        Ok(f) => f,
+        Err(e) => {
+            let root = &list.roots[it.root as usize];
+            let shown = full_fname(root, list.name(it), &module.name);
+            if files::errno(&e) == libc::ENOENT {
+                *io_error |= IOERR_VANISHED;
+                s.out.msg(MsgCode::Warning, format!("file has vanished: {shown}\n").as_bytes())?;
+            } else {
+                *io_error |= IOERR_GENERAL;
+                let t = format!("rsync: [sender] send_files failed to open {shown}: {} ({})\n", files::strerror(&e), files::errno(&e));
+                s.out.msg(MsgCode::ErrorXfer, t.as_bytes())?;
+            }
+            if s.protocol >= 30 {
+                s.out.msg(MsgCode::NoSend, &ndx.to_le_bytes())?;
+            }
+            return Ok(());
+        }
+    };
+    s.out.data(echo)?;
+    let mut hb = Vec::with_capacity(16);
+    encode_sum_head(&mut hb, &head, s.protocol);
+    s.out.data(&hb)?;
+    let mut hasher = FileHasher::new(x.algo, x.seed);
+    let blocks = blocks.unwrap_or_else(|| SumBlocks::empty(&head));
+    let mut matcher = DeltaMatcher::new(head, blocks, x.algo, x.seed, x.seed_fix);
+    let mut read_failed = false;
+    loop {
+        let n = match file.read(&mut x.file_buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let root = &list.roots[it.root as usize];
+                let t = format!(
+                    "rsync: [sender] read errors mapping {}: {} ({})\n",
+                    full_fname(root, list.name(it), &module.name),
+                    files::strerror(&e),
+                    files::errno(&e)
+                );
+                s.out.msg(MsgCode::ErrorXfer, t.as_bytes())?;
+                *io_error |= IOERR_GENERAL;
+                read_failed = true;
+                break;
+            }
+        };
+        let data = &x.file_buf[..n];
+        hasher.update(data);
+        let tokens = &mut x.tokens;
+        let buf = &mut x.buf;
+        matcher.push(data, &mut |op| match op {
+            DeltaOp::Literal(d) => tokens.literal(buf, d),
+            DeltaOp::Match { block, data } => tokens.block_match(buf, block, data),
+        });
+        if x.buf.len() >= 64 * 1024 {
+            s.out.data(&x.buf)?;
+            x.buf.clear();
+        }
+    }
+    let tokens = &mut x.tokens;
+    let buf = &mut x.buf;
+    matcher.finish(&mut |op| match op {
+        DeltaOp::Literal(d) => tokens.literal(buf, d),
+        DeltaOp::Match { block, data } => tokens.block_match(buf, block, data),
+    });
+    x.tokens.end_file(&mut x.buf);
+    let mut sum = hasher.finish();
+    if read_failed {
+        // sender.c: a deliberately wrong checksum makes the receiver reject the file.
+        if sum.iter().all(|&b| b == 0) {
+            if let Some(l) = sum.last_mut() {
+                *l = 1;
+            }
+        } else {
+            sum.iter_mut().for_each(|b| *b = 0);
+        }
+    }
+    x.buf.extend_from_slice(&sum);
+    s.out.data(&x.buf)?;
+    x.buf.clear();
+    Ok(())
+}
