@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| "files".to_string());
             let text = format!(
-                "use chroot = no\n[{name}]\n    path = {}\n    comment = {}\n    read only = yes\n",
+                "[{name}]\n    path = {}\n    comment = {}\n    read only = yes\n",
                 dir.display(),
                 dir.display()
             );

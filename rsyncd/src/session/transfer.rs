@@ -736,7 +736,9 @@ fn send_file(
     encode_sum_head(&mut hb, &head, s.protocol);
     s.out.data(&hb)?;
     let mut hasher = FileHasher::new(x.algo, x.seed);
-    let blocks = blocks.unwrap_or_else(|| SumBlocks::empty(&head));
+    let Some(blocks) = blocks else {
+        return fatal(s, Rerr::Protocol, "missing block sums [sender]");
+    };
     let mut matcher = DeltaMatcher::new(head, blocks, x.algo, x.seed, x.seed_fix);
     let mut read_failed = false;
     loop {
