@@ -48,7 +48,9 @@ pub type PrepareFn = Box<dyn Fn(&Path) + Send + Sync>;
 ///
 /// Placeholders in `args`: `{url}` is `rsync://127.0.0.1:PORT/<module>`,
 /// `{root}` is `rsync://127.0.0.1:PORT/`, `{port}` the port, and `{dest}` the
-/// side's destination directory (created empty, then given to `prepare_dest`).
+/// side's destination directory (created empty with mode 0755 and mtime
+/// [`DEST_MTIME`], then given to `prepare_dest`; a root mtime that the
+/// preparation left "now-ish" is pinned back to [`DEST_MTIME`]).
 pub struct Case {
     /// A name for messages and temp dirs.
     pub name: String,
@@ -214,6 +216,26 @@ fn indent(s: &str) -> String {
     s.lines().map(|l| format!("      | {l}\n")).collect()
 }
 
+/// The mtime the harness gives `{dest}` (2023-11-14T21:13:20Z) so that the
+/// two sides' destination roots compare equal when rsync does not set it.
+pub const DEST_MTIME: i64 = tree::BASE_MTIME - 3600;
+
+/// Gives the destination root mode 0755 and [`DEST_MTIME`] unless its mtime
+/// is already pinned (more than a day from now), as after a `prepare_dest` that
+/// built a fixture tree into it.
+fn pin_dest_root(dest: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(dest).expect("stat dest");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    if (md.mtime() - now).abs() < 86_400 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dest, std::fs::Permissions::from_mode(0o755)).expect("chmod dest");
+        tree::set_mtime(dest, DEST_MTIME, 0);
+    }
+}
+
 fn expand(args: &[String], daemon: &Daemon, module: &str, dest: &Path) -> Vec<String> {
     let dest = dest.to_str().expect("temp path is UTF-8");
     args.iter()
@@ -230,8 +252,10 @@ fn run_side(case: &Case, which: Which, work: &Path, tmp: &Path) -> SideRun {
     std::fs::create_dir_all(work).expect("side work dir");
     let dest = work.join("dest");
     std::fs::create_dir(&dest).expect("dest dir");
+    pin_dest_root(&dest);
     if let Some(prep) = &case.prepare_dest {
         prep(&dest);
+        pin_dest_root(&dest);
     }
     let daemon = Daemon::start(which, &case.modules, &case.global_extra);
     let module = case

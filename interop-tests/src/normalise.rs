@@ -34,6 +34,7 @@ struct Patterns {
     total_size: Regex,
     src_loc: Regex,
     role_ver: Regex,
+    pid: Regex,
     timing: Regex,
     loose_stats: Regex,
 }
@@ -47,6 +48,8 @@ fn patterns() -> &'static Patterns {
         // " at main.c(1338) [sender=3.2.7]": where the daemon's C source raised it.
         src_loc: Regex::new(r"\bat [\w./-]+\.c\(\d+\)").unwrap(),
         role_ver: Regex::new(r"\[(\w+)=[0-9][^\]\s]*\]").unwrap(),
+        // "rsync[12345] (receiver) heap statistics:" with -vv --stats.
+        pid: Regex::new(r"\brsync\[\d+\]").unwrap(),
         timing: Regex::new(r"(?m)^(File list generation time|File list transfer time): .*$").unwrap(),
         loose_stats: Regex::new(
             r"(?m)^(Total bytes sent|Total bytes received|File list size|Literal data|Matched data|Total transferred file size): .*$",
@@ -79,6 +82,7 @@ pub fn normalise(text: &str, ctx: &NormaliseCtx) -> String {
     s = p.speedup.replace_all(&s, "speedup is <N>").into_owned();
     s = p.src_loc.replace_all(&s, "at <SRC>").into_owned();
     s = p.role_ver.replace_all(&s, "[${1}=<VER>]").into_owned();
+    s = p.pid.replace_all(&s, "rsync[<PID>]").into_owned();
     s = p.timing.replace_all(&s, "${1}: <T>").into_owned();
     if ctx.stats == StatsCompare::Loose {
         s = p
@@ -153,6 +157,7 @@ mod tests {
                     total size is 1,048,576  speedup is 95.33\n\
                     rsync error: some files could not be transferred (code 23) at main.c(1338) [sender=3.2.7]\n\
                     File list generation time: 0.001 seconds\n\
+                    rsync[4242] (receiver) heap statistics:\n\
                     Total bytes sent: 1,234\n";
         let n = normalise(text, &ctx(StatsCompare::Strict));
         assert_eq!(
@@ -165,6 +170,7 @@ mod tests {
              total size is 1,048,576  speedup is <N>\n\
              rsync error: some files could not be transferred (code 23) at <SRC> [sender=<VER>]\n\
              File list generation time: <T>\n\
+             rsync[<PID>] (receiver) heap statistics:\n\
              Total bytes sent: 1,234\n"
         );
         let l = normalise(text, &ctx(StatsCompare::Loose));
