@@ -12,7 +12,7 @@ use crate::common::edge_module;
 fn stock_pull_reproduces_source_tree() {
     interop_tests::require_rsync!();
     let (src, module, _) = edge_module();
-    let daemon = Daemon::start(Which::Stock, &[module.clone()], &[]);
+    let daemon = Daemon::start(Which::Stock, std::slice::from_ref(&module), &[]);
     let dest = src.path().join("dest");
     let r = run_client(&["-aH", &daemon.url("mod/"), &format!("{}/", dest.display())]);
     assert_eq!(r.code, 0, "{r:?}\n{}", daemon.log());

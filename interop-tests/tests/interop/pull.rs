@@ -61,7 +61,7 @@ fn stale_copy(dest: &Path) {
     std::fs::write(&big, &data).unwrap();
     set_mtime(&big, BASE_MTIME - 5, 0);
     let mid = dest.join("size-200000");
-    std::fs::write(&mid, &pseudo_random(b"size-200000", 150_000)).unwrap();
+    std::fs::write(&mid, pseudo_random(b"size-200000", 150_000)).unwrap();
     set_mtime(&mid, BASE_MTIME - 5, 0);
     std::fs::remove_file(dest.join("size-32769")).unwrap();
     std::fs::write(dest.join("extra-file"), b"to be deleted\n").unwrap();
@@ -103,4 +103,26 @@ fn delta_into_stale_copy() {
         .find(|l| l.starts_with("Matched data: "))
         .expect("--stats output");
     assert_ne!(matched, "Matched data: 0 bytes", "{}", a.stdout);
+}
+
+/// A 4 GiB + 1 MiB sparse file pulled with `--sparse`: same content and the
+/// same allocation on both sides.
+#[test]
+#[ignore = "slow: each side reads and checksums 4 GiB; run with --ignored"]
+fn sparse_big_file() {
+    interop_tests::require_rsync!();
+    let (_src, module) = interop_tests::module_with("mod", |root| {
+        tree::build_sparse_big(root);
+    });
+    let (a, _) = differential(
+        &Case::new("sparse_big_file", vec![module])
+            .args(&["-a", "--sparse", "{url}/", "{dest}/"])
+            .diff_options(interop_tests::DiffOptions {
+                blocks: true,
+                ..Default::default()
+            })
+            .timeout(std::time::Duration::from_secs(900))
+            .expect_code(0),
+    );
+    assert_eq!(a.stderr, "");
 }
