@@ -1,0 +1,14 @@
+//! The interop suite: one test binary (modules below).
+//!
+//! Each differential test runs the same stock `rsync` client command against
+//! the stock daemon and against a second daemon: ours by default, or stock
+//! again for a harness self-test (`INTEROP_SECOND=stock`, or
+//! `INTEROP_SELFTEST=1` when our binary is missing). See
+//! `interop_tests::second_side`.
+
+mod common;
+mod errors;
+mod fixtures;
+mod harness;
+mod listing;
+mod pull;

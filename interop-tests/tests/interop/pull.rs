@@ -1,0 +1,128 @@
+//! Pulling a module into an empty or stale destination.
+
+use std::path::Path;
+
+use interop_tests::tree::{self, pseudo_random, set_mtime, BASE_MTIME};
+use interop_tests::{differential, Case};
+
+use crate::common::edge_module;
+
+#[test]
+fn archive_pull() {
+    interop_tests::require_rsync!();
+    let (_src, module, _) = edge_module();
+    let (a, _) = differential(
+        &Case::new("archive_pull", vec![module])
+            .args(&["-av", "{url}/", "{dest}/"])
+            .expect_code(0),
+    );
+    assert!(a.stdout.contains("size-1048576\n"), "{}", a.stdout);
+}
+
+#[test]
+fn archive_hardlinks_numeric_ids_itemized() {
+    interop_tests::require_rsync!();
+    let (_src, module, _) = edge_module();
+    let (a, _) = differential(
+        &Case::new("archive_hardlinks_numeric_ids", vec![module])
+            .args(&["-aHi", "--numeric-ids", "{url}/", "{dest}/"])
+            .expect_code(0),
+    );
+    // With -H the other names of the group are itemized as links to the
+    // one transferred (rsync picks the last of the group in file-list order).
+    assert!(
+        a.stdout
+            .contains("hf+++++++++ hardlinks/one => hl-other/three\n"),
+        "{}",
+        a.stdout
+    );
+}
+
+#[test]
+fn protocol_29_pull() {
+    interop_tests::require_rsync!();
+    let (_src, module, _) = edge_module();
+    let (a, _) = differential(
+        &Case::new("protocol_29_pull", vec![module])
+            .args(&["-av", "--protocol=29", "{url}/", "{dest}/"])
+            .expect_code(0),
+    );
+    assert!(a.stdout.contains("times/nsec\n"), "{}", a.stdout);
+}
+
+/// An older copy in the destination: changed, truncated, extra and missing
+/// files, so the run uses the delta algorithm and deletes.
+fn stale_copy(dest: &Path) {
+    tree::build_edge_tree(dest);
+    let big = dest.join("size-1048576");
+    let mut data = std::fs::read(&big).unwrap();
+    data[500_000..500_100].copy_from_slice(&pseudo_random(b"patch", 100));
+    data.truncate(1_000_000);
+    std::fs::write(&big, &data).unwrap();
+    set_mtime(&big, BASE_MTIME - 5, 0);
+    let mid = dest.join("size-200000");
+    std::fs::write(&mid, pseudo_random(b"size-200000", 150_000)).unwrap();
+    set_mtime(&mid, BASE_MTIME - 5, 0);
+    std::fs::remove_file(dest.join("size-32769")).unwrap();
+    std::fs::write(dest.join("extra-file"), b"to be deleted\n").unwrap();
+    std::fs::create_dir(dest.join("extra-dir")).unwrap();
+    std::fs::write(dest.join("extra-dir/x"), b"x\n").unwrap();
+}
+
+#[test]
+fn delta_into_stale_copy() {
+    interop_tests::require_rsync!();
+    let (_src, module, _) = edge_module();
+    let (a, _) = differential(
+        &Case::new("delta_into_stale_copy", vec![module])
+            .args(&[
+                "-aHi",
+                "--no-whole-file",
+                "--delete",
+                "--stats",
+                "{url}/",
+                "{dest}/",
+            ])
+            .prepare_dest(stale_copy)
+            .expect_code(0),
+    );
+    assert!(
+        a.stdout.contains("*deleting   extra-file\n"),
+        "{}",
+        a.stdout
+    );
+    assert!(
+        a.stdout.contains(">f.st...... size-1048576\n"),
+        "{}",
+        a.stdout
+    );
+    // The delta reused most of the old 1 MiB file.
+    let matched = a
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Matched data: "))
+        .expect("--stats output");
+    assert_ne!(matched, "Matched data: 0 bytes", "{}", a.stdout);
+}
+
+/// A 4 GiB + 1 MiB sparse file pulled with `--sparse`: same content and the
+/// same allocation on both sides.
+#[test]
+#[ignore = "slow: each side reads and checksums 4 GiB; run with --ignored"]
+fn sparse_big_file() {
+    interop_tests::require_rsync!();
+    let (_src, module) = interop_tests::module_with("mod", |root| {
+        tree::build_sparse_big(root);
+    });
+    let (a, _) = differential(
+        &Case::new("sparse_big_file", vec![module])
+            .args(&["-a", "--sparse", "{url}/", "{dest}/"])
+            .diff_options(interop_tests::DiffOptions {
+                blocks: true,
+                ..Default::default()
+            })
+            .timeout(std::time::Duration::from_secs(900))
+            .expect_code(0),
+    );
+    assert_eq!(a.stderr, "");
+}
