@@ -15,7 +15,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::OpenError;
 use crate::format::{
-    flags, ArchivedSnapshotV1, Header, HeaderError, SnapshotV1, ARCHIVE_ALIGN, HEADER_LEN,
+    flags, ArchivedEntryRecord, ArchivedSnapshotV1, Header, HeaderError, SnapshotV1, ARCHIVE_ALIGN, HEADER_LEN,
     NO_INDEX,
 };
 use crate::model::mode_is_dir;
@@ -213,6 +213,7 @@ fn check(file: &[u8], path: &Path) -> Result<Header, OpenError> {
 ///   not `.`/`..`, and free of `/` and NUL;
 /// - blob ranges are in bounds; unknown flag bits are zero;
 /// - directories and dir records correspond one to one;
+/// - names are unique within a directory;
 /// - each directory's non-directories follow it directly, sorted strictly bytewise, and
 ///   its subdirectories follow them, each directly after the previous one's subtree,
 ///   sorted strictly as `name/`, ending exactly at the directory's `subtree_end`.
@@ -239,6 +240,10 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
     };
     let name_of = |i: usize| -> &[u8] {
         let e = &entries[i];
+        let (off, len) = (e.name_off.to_native() as usize, e.name_len.to_native() as usize);
+        names.get(off..off + len).unwrap_or_default()
+    };
+    let name_of_rec = |e: &ArchivedEntryRecord| -> &[u8] {
         let (off, len) = (e.name_off.to_native() as usize, e.name_len.to_native() as usize);
         names.get(off..off + len).unwrap_or_default()
     };
@@ -327,6 +332,11 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
                 if cmp_dir_names(name_of(p), name_of(sd)).is_ge() {
                     return bad("subdirs not strictly sorted");
                 }
+            }
+            // A name is unique in its directory, across files and subdirectories.
+            let files = &entries[e + 1..files_end];
+            if files.binary_search_by(|f| cmp_file_names(name_of_rec(f), name_of(sd))).is_ok() {
+                return bad("file and subdirectory share a name");
             }
             prev = Some(sd);
             let sub = entries[sd].dir.to_native() as usize;
