@@ -27,8 +27,7 @@ pub(crate) const FEATURE_LITTLE_ENDIAN: u32 = 1 << 0;
 pub(crate) const FEATURE_ALIGNED: u32 = 1 << 1;
 pub(crate) const FEATURE_POINTER_WIDTH_32: u32 = 1 << 2;
 /// The feature word of this build.
-pub(crate) const FEATURES: u32 =
-    FEATURE_LITTLE_ENDIAN | FEATURE_ALIGNED | FEATURE_POINTER_WIDTH_32;
+pub(crate) const FEATURES: u32 = FEATURE_LITTLE_ENDIAN | FEATURE_ALIGNED | FEATURE_POINTER_WIDTH_32;
 
 // Compile-time guards: if the workspace's rkyv feature pins change, these fail, and
 // whoever changes them must bump FORMAT_VERSION and FEATURES.
@@ -176,7 +175,7 @@ impl Header {
     }
 
     /// Serialises the header including its own hash.
-    pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
+    pub fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&self.version.to_le_bytes());
@@ -211,7 +210,10 @@ impl Header {
         };
         if version != FORMAT_VERSION {
             let features = file.get(12..16).map(le_u32).unwrap_or(0);
-            return Err(HeaderError::UnsupportedVersion { found: version, features });
+            return Err(HeaderError::UnsupportedVersion {
+                found: version,
+                features,
+            });
         }
         let Some(b) = file.get(0..HEADER_LEN) else {
             return Err(HeaderError::Corrupt("truncated header"));
@@ -221,7 +223,10 @@ impl Header {
         }
         let features = le_u32(&b[12..16]);
         if features != FEATURES {
-            return Err(HeaderError::UnsupportedVersion { found: version, features });
+            return Err(HeaderError::UnsupportedVersion {
+                found: version,
+                features,
+            });
         }
         let h = Header {
             version,

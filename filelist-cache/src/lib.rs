@@ -65,7 +65,10 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { one_file_system: true, generation: 0 }
+        BuildOptions {
+            one_file_system: true,
+            generation: 0,
+        }
     }
 }
 

@@ -72,7 +72,9 @@ pub(crate) fn scan(
     })?;
     let mut attrs = Attrs::from_stat(&st);
     if !attrs.is_dir() {
-        return Err(ScanError::NotADirectory { path: root.to_path_buf() });
+        return Err(ScanError::NotADirectory {
+            path: root.to_path_buf(),
+        });
     }
     let mut sc = Scanner {
         snap: SnapshotV1 {
@@ -207,7 +209,11 @@ fn parent_fd(stack: &mut [Frame]) -> Result<BorrowedFd<'_>, Errno> {
         }
         stack[top].fd = cur;
     }
-    stack[top].fd.as_ref().map(|fd| fd.as_fd()).ok_or(Errno::BADF)
+    stack[top]
+        .fd
+        .as_ref()
+        .map(|fd| fd.as_fd())
+        .ok_or(Errno::BADF)
 }
 
 /// `openat(O_DIRECTORY|O_NOFOLLOW)` plus a check that the directory opened is the one
@@ -266,7 +272,9 @@ impl Scanner<'_> {
         let index = u32::try_from(snap.entries.len())
             .ok()
             .filter(|&i| i < NO_INDEX)
-            .ok_or(ScanError::TooLarge { what: "more than 2^32-1 entries" })?;
+            .ok_or(ScanError::TooLarge {
+                what: "more than 2^32-1 entries",
+            })?;
         let name_off = blob_push(&mut snap.names, name, "file names exceed 4 GiB")?;
         let target_off = blob_push(&mut snap.targets, target, "symlink targets exceed 4 GiB")?;
         let dir = if a.is_dir() {
@@ -333,13 +341,17 @@ impl Scanner<'_> {
         }
         let next_slot = self.snap.subdirs.len();
         if u32::try_from(next_slot + subdirs.len()).is_err() {
-            return Err(ScanError::TooLarge { what: "more than 2^32 directories" });
+            return Err(ScanError::TooLarge {
+                what: "more than 2^32 directories",
+            });
         }
         let d = &mut self.snap.dirs[dir as usize];
         d.nfiles = files.len() as u32;
         d.subdirs_off = next_slot as u32;
         d.subdirs_len = subdirs.len() as u32;
-        self.snap.subdirs.resize(next_slot + subdirs.len(), NO_INDEX);
+        self.snap
+            .subdirs
+            .resize(next_slot + subdirs.len(), NO_INDEX);
         Ok(Frame {
             dir,
             fd: Some(fd),
@@ -393,7 +405,11 @@ impl Scanner<'_> {
                     }
                 }
             }
-            let child = Child { name: name.to_vec(), attrs, target };
+            let child = Child {
+                name: name.to_vec(),
+                attrs,
+                target,
+            };
             if attrs.is_dir() {
                 dirs.push(child);
             } else {

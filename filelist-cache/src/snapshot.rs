@@ -15,8 +15,8 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::error::OpenError;
 use crate::format::{
-    flags, ArchivedEntryRecord, ArchivedSnapshotV1, Header, HeaderError, SnapshotV1, ARCHIVE_ALIGN, HEADER_LEN,
-    NO_INDEX,
+    flags, ArchivedEntryRecord, ArchivedSnapshotV1, Header, HeaderError, SnapshotV1, ARCHIVE_ALIGN,
+    HEADER_LEN, NO_INDEX,
 };
 use crate::model::mode_is_dir;
 use crate::order::{cmp_dir_names, cmp_file_names};
@@ -65,7 +65,10 @@ impl Snapshot {
     /// The file must not be modified while mapped; snapshot files are immutable once
     /// published (see `docs/snapshot-format.md`).
     pub fn open(path: &Path) -> Result<Snapshot, OpenError> {
-        let io_err = |source| OpenError::Io { path: path.to_path_buf(), source };
+        let io_err = |source| OpenError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
         if len < HEADER_LEN as u64 {
@@ -82,7 +85,10 @@ impl Snapshot {
         // of already-validated data that is still present.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
         let header = check(&map, path)?;
-        Ok(Snapshot { backing: Backing::Map(map), header })
+        Ok(Snapshot {
+            backing: Backing::Map(map),
+            header,
+        })
     }
 
     /// Validates an in-memory snapshot file image with exactly the checks of
@@ -97,7 +103,10 @@ impl Snapshot {
         aligned.extend_from_slice(&bytes);
         drop(bytes);
         let header = check(aligned.as_slice(), path)?;
-        Ok(Snapshot { backing: Backing::Owned(aligned), header })
+        Ok(Snapshot {
+            backing: Backing::Owned(aligned),
+            header,
+        })
     }
 
     /// The archive root. Validated at construction.
@@ -185,19 +194,24 @@ impl Snapshot {
 /// Runs every check on a whole snapshot file image; returns its header.
 fn check(file: &[u8], path: &Path) -> Result<Header, OpenError> {
     let path_buf = || -> PathBuf { path.to_path_buf() };
-    let corrupt = |reason: String| OpenError::Corrupt { path: path_buf(), reason };
+    let corrupt = |reason: String| OpenError::Corrupt {
+        path: path_buf(),
+        reason,
+    };
     let header = Header::parse(file).map_err(|e| match e {
         HeaderError::BadMagic => OpenError::BadMagic { path: path_buf() },
-        HeaderError::UnsupportedVersion { found, features } => {
-            OpenError::UnsupportedVersion { path: path_buf(), found, features }
-        }
+        HeaderError::UnsupportedVersion { found, features } => OpenError::UnsupportedVersion {
+            path: path_buf(),
+            found,
+            features,
+        },
         HeaderError::Corrupt(r) => corrupt(r.to_string()),
     })?;
     let archive = &file[HEADER_LEN..];
     if xxh3_64(archive) != header.content_hash {
         return Err(corrupt("content hash mismatch".into()));
     }
-    if (archive.as_ptr() as usize) % ARCHIVE_ALIGN != 0 {
+    if archive.as_ptr().align_offset(ARCHIVE_ALIGN) != 0 {
         return Err(corrupt("archive is not aligned in memory".into()));
     }
     let snap = rkyv::access::<ArchivedSnapshotV1, rkyv::rancor::Error>(archive)
@@ -236,15 +250,23 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
         return Err("too many entries".into());
     }
     let range_ok = |blob: &[u8], off: u32, len: u32| {
-        (off as usize).checked_add(len as usize).is_some_and(|end| end <= blob.len())
+        (off as usize)
+            .checked_add(len as usize)
+            .is_some_and(|end| end <= blob.len())
     };
     let name_of = |i: usize| -> &[u8] {
         let e = &entries[i];
-        let (off, len) = (e.name_off.to_native() as usize, e.name_len.to_native() as usize);
+        let (off, len) = (
+            e.name_off.to_native() as usize,
+            e.name_len.to_native() as usize,
+        );
         names.get(off..off + len).unwrap_or_default()
     };
     let name_of_rec = |e: &ArchivedEntryRecord| -> &[u8] {
-        let (off, len) = (e.name_off.to_native() as usize, e.name_len.to_native() as usize);
+        let (off, len) = (
+            e.name_off.to_native() as usize,
+            e.name_len.to_native() as usize,
+        );
         names.get(off..off + len).unwrap_or_default()
     };
     let is_dir = |i: usize| mode_is_dir(entries[i].mode.to_native());
@@ -254,10 +276,18 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
         if !range_ok(names, e.name_off.to_native(), e.name_len.to_native()) {
             return bad("name out of range");
         }
-        if !range_ok(s.targets.as_slice(), e.target_off.to_native(), e.target_len.to_native()) {
+        if !range_ok(
+            s.targets.as_slice(),
+            e.target_off.to_native(),
+            e.target_len.to_native(),
+        ) {
             return bad("symlink target out of range");
         }
-        if !range_ok(s.sums.as_slice(), e.sum_off.to_native(), e.sum_len.to_native()) {
+        if !range_ok(
+            s.sums.as_slice(),
+            e.sum_off.to_native(),
+            e.sum_len.to_native(),
+        ) {
             return bad("checksum out of range");
         }
         let fl = e.flags.to_native();
@@ -307,13 +337,16 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
             Some(x) if x <= end => x,
             _ => return bad("file range out of range"),
         };
-        for f in e + 1..files_end {
-            if is_dir(f) || entries[f].parent.to_native() as usize != e {
+        let mut prev_name: Option<&[u8]> = None;
+        for f in &entries[e + 1..files_end] {
+            if mode_is_dir(f.mode.to_native()) || f.parent.to_native() as usize != e {
                 return bad("file range holds a foreign entry");
             }
-            if f > e + 1 && cmp_file_names(name_of(f - 1), name_of(f)).is_ge() {
+            let name = name_of_rec(f);
+            if prev_name.is_some_and(|p| cmp_file_names(p, name).is_ge()) {
                 return bad("files not strictly sorted");
             }
+            prev_name = Some(name);
         }
         let off = r.subdirs_off.to_native() as usize;
         let len = r.subdirs_len.to_native() as usize;
@@ -324,7 +357,10 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
         let mut prev: Option<usize> = None;
         for sd in list {
             let sd = sd.to_native() as usize;
-            if sd != cursor || sd >= n || !is_dir(sd) || entries[sd].parent.to_native() as usize != e
+            if sd != cursor
+                || sd >= n
+                || !is_dir(sd)
+                || entries[sd].parent.to_native() as usize != e
             {
                 return bad("subdir out of place");
             }
@@ -335,7 +371,10 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
             }
             // A name is unique in its directory, across files and subdirectories.
             let files = &entries[e + 1..files_end];
-            if files.binary_search_by(|f| cmp_file_names(name_of_rec(f), name_of(sd))).is_ok() {
+            if files
+                .binary_search_by(|f| cmp_file_names(name_of_rec(f), name_of(sd)))
+                .is_ok()
+            {
                 return bad("file and subdirectory share a name");
             }
             prev = Some(sd);
@@ -356,7 +395,11 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
         }
     }
     let root_dir = entries[0].dir.to_native() as usize;
-    if dirs.get(root_dir).map(|r| r.subtree_end.to_native() as usize) != Some(n) {
+    if dirs
+        .get(root_dir)
+        .map(|r| r.subtree_end.to_native() as usize)
+        != Some(n)
+    {
         return Err("root subtree does not cover the snapshot".into());
     }
     Ok(())
@@ -364,8 +407,10 @@ fn validate(s: &ArchivedSnapshotV1, h: &Header) -> Result<(), String> {
 
 /// Serialises a snapshot model into a complete file image (header + archive).
 pub(crate) fn encode(snap: &SnapshotV1) -> Result<(Header, AlignedVec), crate::ScanError> {
-    let archive = rkyv::to_bytes::<rkyv::rancor::Error>(snap)
-        .map_err(|e| crate::ScanError::Serialize { message: e.to_string() })?;
+    let archive =
+        rkyv::to_bytes::<rkyv::rancor::Error>(snap).map_err(|e| crate::ScanError::Serialize {
+            message: e.to_string(),
+        })?;
     let header = Header::for_archive(&archive, snap.generation, snap.root_dev, snap.root_ino);
     Ok((header, archive))
 }

@@ -39,9 +39,11 @@ impl std::fmt::Debug for EntryRef<'_> {
     }
 }
 
-fn blob<'a>(b: &'a [u8], off: u32, len: u32) -> &'a [u8] {
+fn blob(b: &[u8], off: u32, len: u32) -> &[u8] {
     let off = off as usize;
-    off.checked_add(len as usize).and_then(|end| b.get(off..end)).unwrap_or_default()
+    off.checked_add(len as usize)
+        .and_then(|end| b.get(off..end))
+        .unwrap_or_default()
 }
 
 impl<'a> EntryRef<'a> {
@@ -73,7 +75,11 @@ impl<'a> EntryRef<'a> {
 
     /// Basename (`b""` for the root). Any bytes except NUL and `/`.
     pub fn name(&self) -> &'a [u8] {
-        blob(self.snap.names.as_slice(), self.rec.name_off.to_native(), self.rec.name_len.to_native())
+        blob(
+            self.snap.names.as_slice(),
+            self.rec.name_off.to_native(),
+            self.rec.name_len.to_native(),
+        )
     }
 
     /// Full `st_mode` (file type and permission bits).
@@ -178,7 +184,9 @@ impl<'a> EntryRef<'a> {
         if !self.unreadable() {
             return None;
         }
-        self.dir_rec().map(|d| d.error.to_native() as i32).filter(|&e| e != 0)
+        self.dir_rec()
+            .map(|d| d.error.to_native() as i32)
+            .filter(|&e| e != 0)
     }
 
     /// A directory on another file system than the module root that was not descended
@@ -227,7 +235,11 @@ impl<'a> EntryRef<'a> {
             }
             None => (0..0, &[][..]),
         };
-        Children { snap: self.snap, files, subdirs: subdirs.iter() }
+        Children {
+            snap: self.snap,
+            files,
+            subdirs: subdirs.iter(),
+        }
     }
 
     /// The child named `name` (binary search: non-directories bytewise, then
@@ -244,7 +256,11 @@ impl<'a> EntryRef<'a> {
             return EntryRef::new(self.snap, (start + k) as u32);
         }
         let off = d.subdirs_off.to_native() as usize;
-        let list = self.snap.subdirs.as_slice().get(off..off + d.subdirs_len.to_native() as usize)?;
+        let list = self
+            .snap
+            .subdirs
+            .as_slice()
+            .get(off..off + d.subdirs_len.to_native() as usize)?;
         let k = list
             .binary_search_by(|s| {
                 let e = entries.get(s.to_native() as usize);
@@ -261,11 +277,16 @@ impl<'a> EntryRef<'a> {
             return None;
         }
         let algo = (self.rec.flags.to_native() & flags::SUM_ALGO_MASK) >> flags::SUM_ALGO_SHIFT;
-        Some((algo as u8, blob(self.snap.sums.as_slice(), self.rec.sum_off.to_native(), len)))
+        Some((
+            algo as u8,
+            blob(self.snap.sums.as_slice(), self.rec.sum_off.to_native(), len),
+        ))
     }
 
     fn subtree_end(&self) -> u32 {
-        self.dir_rec().map(|d| d.subtree_end.to_native()).unwrap_or(self.index + 1)
+        self.dir_rec()
+            .map(|d| d.subtree_end.to_native())
+            .unwrap_or(self.index + 1)
     }
 }
 

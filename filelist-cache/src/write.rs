@@ -34,12 +34,18 @@ pub(crate) fn write_atomic(out: &Path, parts: &[&[u8]]) -> Result<(), ScanError>
     })();
     if let Err(source) = result {
         let _ = fs::remove_file(&tmp_path);
-        return Err(ScanError::Write { path: tmp_path, source });
+        return Err(ScanError::Write {
+            path: tmp_path,
+            source,
+        });
     }
     drop(file);
     if let Err(source) = fs::rename(&tmp_path, out) {
         let _ = fs::remove_file(&tmp_path);
-        return Err(ScanError::Write { path: out.to_path_buf(), source });
+        return Err(ScanError::Write {
+            path: out.to_path_buf(),
+            source,
+        });
     }
     // Make the rename itself durable.
     File::open(&dir)
@@ -87,6 +93,9 @@ mod tests {
     fn missing_directory_is_a_write_error() {
         let t = tempfile::tempdir().expect("tempdir");
         let out = t.path().join("no/such/dir/snap");
-        assert!(matches!(write_atomic(&out, &[b"x"]), Err(ScanError::Write { .. })));
+        assert!(matches!(
+            write_atomic(&out, &[b"x"]),
+            Err(ScanError::Write { .. })
+        ));
     }
 }

@@ -19,8 +19,15 @@ fn small_snapshot() -> Vec<u8> {
     d.mkdir(b"d.x");
     d.file(b"a", b"");
     d.symlink(b"l", b"a");
-    build_snapshot(&d.root(), &d.snap_path(), &BuildOptions { generation: 9, ..Default::default() })
-        .expect("build");
+    build_snapshot(
+        &d.root(),
+        &d.snap_path(),
+        &BuildOptions {
+            generation: 9,
+            ..Default::default()
+        },
+    )
+    .expect("build");
     std::fs::read(d.snap_path()).expect("read snapshot")
 }
 
@@ -41,15 +48,29 @@ fn exercise(snap: &Snapshot) {
     let mut paths = Vec::new();
     snap.walk(snap.root(), &mut |p, e| {
         paths.push(p.to_vec());
-        let _ = (e.name(), e.mode(), e.size(), e.mtime(), e.link_target(), e.checksum());
-        let _ = (e.parent().map(|p| p.index()), e.read_errno(), e.subtree_len());
+        let _ = (
+            e.name(),
+            e.mode(),
+            e.size(),
+            e.mtime(),
+            e.link_target(),
+            e.checksum(),
+        );
+        let _ = (
+            e.parent().map(|p| p.index()),
+            e.read_errno(),
+            e.subtree_len(),
+        );
         for c in e.children() {
             let _ = e.child(c.name());
         }
         WalkControl::Continue
     });
     for p in &paths {
-        assert!(snap.lookup(p).is_some(), "accepted snapshot cannot resolve its own path");
+        assert!(
+            snap.lookup(p).is_some(),
+            "accepted snapshot cannot resolve its own path"
+        );
     }
     for i in 0..=snap.len() as u32 {
         let _ = snap.entry(i).map(|e| e.children().count());
@@ -86,7 +107,10 @@ fn every_truncation_is_rejected() {
     }
     let mut longer = file.clone();
     longer.push(0);
-    assert!(matches!(Snapshot::from_bytes(longer), Err(OpenError::Corrupt { .. })));
+    assert!(matches!(
+        Snapshot::from_bytes(longer),
+        Err(OpenError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -97,10 +121,7 @@ fn truncated_file_on_disk_is_rejected_by_open() {
     for len in [0, 7, 8, 63, 64, 65, file.len() / 2, file.len() - 1] {
         std::fs::write(&p, &file[..len]).expect("write");
         let err = Snapshot::open(&p).expect_err("truncated");
-        assert!(
-            matches!(err, OpenError::Corrupt { .. }),
-            "len {len}: {err}"
-        );
+        assert!(matches!(err, OpenError::Corrupt { .. }), "len {len}: {err}");
         assert_eq!(err.path(), p);
     }
 }
@@ -126,7 +147,10 @@ fn resealed_byte_flips_are_rejected_or_safe() {
     }
     // Flips in mtimes/sizes are legitimately accepted; flips in offsets, lengths, names,
     // parents and order must be caught by bytecheck or the structural validation.
-    assert!(rejected > 0 && accepted > 0, "rejected {rejected}, accepted {accepted}");
+    assert!(
+        rejected > 0 && accepted > 0,
+        "rejected {rejected}, accepted {accepted}"
+    );
     eprintln!("resealed single flips: {rejected} rejected, {accepted} accepted");
 }
 
@@ -160,13 +184,22 @@ fn foreign_and_other_version_files_get_specific_errors() {
 
     let mut bad = file.clone();
     bad[0] = b'X';
-    assert!(matches!(Snapshot::from_bytes(bad), Err(OpenError::BadMagic { .. })));
+    assert!(matches!(
+        Snapshot::from_bytes(bad),
+        Err(OpenError::BadMagic { .. })
+    ));
     assert!(matches!(
         Snapshot::from_bytes(b"#!/bin/sh\necho not a snapshot\n".to_vec()),
         Err(OpenError::BadMagic { .. })
     ));
-    assert!(matches!(Snapshot::from_bytes(b"x".to_vec()), Err(OpenError::BadMagic { .. })));
-    assert!(matches!(Snapshot::from_bytes(Vec::new()), Err(OpenError::Corrupt { .. })));
+    assert!(matches!(
+        Snapshot::from_bytes(b"x".to_vec()),
+        Err(OpenError::BadMagic { .. })
+    ));
+    assert!(matches!(
+        Snapshot::from_bytes(Vec::new()),
+        Err(OpenError::Corrupt { .. })
+    ));
 
     // A newer format version, properly sealed.
     let mut newer = file.clone();
@@ -190,5 +223,8 @@ fn foreign_and_other_version_files_get_specific_errors() {
     let mut gen = file.clone();
     gen[32] ^= 1;
     reseal(&mut gen);
-    assert!(matches!(Snapshot::from_bytes(gen), Err(OpenError::Corrupt { .. })));
+    assert!(matches!(
+        Snapshot::from_bytes(gen),
+        Err(OpenError::Corrupt { .. })
+    ));
 }

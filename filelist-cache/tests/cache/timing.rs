@@ -27,7 +27,8 @@ fn timing_200k_entries() {
     // Warm the dentry/inode caches once so the build measures the scan, not the disk.
     build_snapshot(&d.root(), &d.snap_path(), &BuildOptions::default()).expect("warm build");
     let t = Instant::now();
-    let report = build_snapshot(&d.root(), &d.snap_path(), &BuildOptions::default()).expect("build");
+    let report =
+        build_snapshot(&d.root(), &d.snap_path(), &BuildOptions::default()).expect("build");
     let build = t.elapsed();
     let t = Instant::now();
     let snap = Snapshot::open(&d.snap_path()).expect("open");

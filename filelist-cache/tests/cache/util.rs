@@ -14,7 +14,9 @@ pub struct Dir {
 
 impl Dir {
     pub fn new() -> Dir {
-        Dir { tmp: tempfile::tempdir().expect("tempdir") }
+        Dir {
+            tmp: tempfile::tempdir().expect("tempdir"),
+        }
     }
 
     pub fn root(&self) -> PathBuf {
@@ -72,7 +74,11 @@ pub fn rsync_cmp(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> Ordering {
             continue;
         }
         if a_path != b_path {
-            return if a_path { Ordering::Greater } else { Ordering::Less };
+            return if a_path {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
         }
         let mut x = ac[k].to_vec();
         let mut y = bc[k].to_vec();
@@ -119,7 +125,11 @@ pub fn assert_same_paths(got: &[Vec<u8>], want: &[Vec<u8>]) {
             v.iter().map(|p| p.escape_ascii().to_string()).collect()
         };
         let (g, w) = (show(got), show(want));
-        let first = g.iter().zip(&w).position(|(a, b)| a != b).unwrap_or(g.len().min(w.len()));
+        let first = g
+            .iter()
+            .zip(&w)
+            .position(|(a, b)| a != b)
+            .unwrap_or(g.len().min(w.len()));
         panic!(
             "order differs at position {first}\n got: {:?}\nwant: {:?}",
             &g[first.saturating_sub(2)..(first + 3).min(g.len())],
