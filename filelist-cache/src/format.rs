@@ -34,6 +34,11 @@ pub(crate) const FEATURES: u32 = FEATURE_LITTLE_ENDIAN | FEATURE_ALIGNED | FEATU
 const _: () = assert!(core::mem::size_of::<rkyv::vec::ArchivedVec<u8>>() == 8); // 32-bit pointers
 const _: () = assert!(core::mem::align_of::<rkyv::Archived<u64>>() == 8); // aligned
 
+// Archived record sizes are part of the format: a change here needs a FORMAT_VERSION bump.
+const _: () = assert!(core::mem::size_of::<ArchivedEntryRecord>() == 112);
+const _: () = assert!(core::mem::size_of::<ArchivedDirRecord>() == 32);
+const _: () = assert!(core::mem::size_of::<ArchivedSnapshotV1>() == 72);
+
 /// Alignment the archive needs in memory (the largest field alignment, u64).
 pub(crate) const ARCHIVE_ALIGN: usize = 8;
 

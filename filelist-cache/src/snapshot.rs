@@ -5,8 +5,8 @@
 //! already-validated archive without re-validating it (astral-sh/uv's `OwnedArchive`
 //! pattern).
 
-use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
@@ -69,8 +69,20 @@ impl Snapshot {
             path: path.to_path_buf(),
             source,
         };
-        let mut file = File::open(path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
+        // O_NONBLOCK: a FIFO at the path must not block the daemon; it is rejected below.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(io_err)?;
+        let meta = file.metadata().map_err(io_err)?;
+        if !meta.is_file() {
+            return Err(io_err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let len = meta.len();
         if len < HEADER_LEN as u64 {
             // Too short to be valid; read it so that the header check names the problem.
             let mut bytes = Vec::new();
@@ -413,4 +425,34 @@ pub(crate) fn encode(snap: &SnapshotV1) -> Result<(Header, AlignedVec), crate::S
         })?;
     let header = Header::for_archive(&archive, snap.generation, snap.root_dev, snap.root_ino);
     Ok((header, archive))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_can_be_shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Snapshot>();
+    }
+
+    #[test]
+    fn fifo_and_directory_paths_are_io_errors_without_blocking() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let fifo = t.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        assert!(matches!(Snapshot::open(&fifo), Err(OpenError::Io { .. })));
+        assert!(matches!(
+            Snapshot::open(t.path()),
+            Err(OpenError::Io { .. })
+        ));
+    }
 }
