@@ -1,0 +1,669 @@
+//! The table of every parameter stock rsync's daemon knows.
+//!
+//! Mirrors `daemon-parm.txt` (which stock turns into `parm_table` in
+//! `daemon-parm.h`) as of RsyncProject/rsync 3.5.0: the public label, whether
+//! the parameter is global-only or a module ("local") parameter, its type and
+//! its built-in default.  On top of stock's facts each entry records how far
+//! our daemon supports it.
+
+/// Where a parameter may appear (stock `parm_class`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// `P_GLOBAL`: only in the global section; in a module section stock
+    /// ignores it with "Global parameter X found in module section!".
+    Global,
+    /// `P_LOCAL`: a module parameter; in the global section it sets the
+    /// default for modules defined after it.
+    Local,
+}
+
+/// The value type (stock `parm_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `P_STRING`: kept verbatim; `%VAR%` expanded when first used.
+    Str,
+    /// `P_PATH`: like a string, but trailing slashes are stripped when read.
+    Path,
+    /// `P_INTEGER`: read with C `atoi()`.
+    Int,
+    /// `P_BOOL`: yes/no, true/false, 1/0.
+    Bool,
+    /// `P_BOOL3`: a boolean that may also be `unset` (or `-1`).
+    Bool3,
+    /// `P_ENUM`: one of a list of names (only `syslog facility`).
+    Enum,
+}
+
+/// How far our daemon honours a parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Support {
+    /// Implemented; no warning.
+    Yes,
+    /// Parsed into the typed structs, but the daemon ignores it: a warning.
+    NotYet,
+    /// A protection we do not implement yet.  Instead of a warning, any module
+    /// for which it is in effect is refused (a `ConfigProblem`): we must never
+    /// serve a protected module without its protection.
+    Guard,
+}
+
+/// A built-in default (stock's `Defaults` structure).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DefaultValue {
+    /// A NULL string.  A module whose value is NULL falls back to the value
+    /// of the defaults at the end of the parse (stock `FN_LOCAL_STRING`).
+    Null,
+    /// A non-NULL default string.
+    Str(&'static str),
+    Int(i32),
+    Bool(bool),
+    /// `None` is stock's `Unset`.
+    Bool3(Option<bool>),
+    /// An enum default, by name.
+    Enum(&'static str),
+}
+
+/// Identifies one parameter; the discriminant indexes [`TABLE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(usize)]
+pub(crate) enum P {
+    // Globals
+    Address,
+    DaemonChroot,
+    DaemonGid,
+    DaemonUid,
+    MotdFile,
+    PidFile,
+    ProxyProtocolHosts,
+    SocketOptions,
+    ListenBacklog,
+    Port,
+    ProxyProtocol,
+    // Locals
+    AuthDigest,
+    AuthUsers,
+    Charset,
+    Comment,
+    DontCompress,
+    EarlyExec,
+    Exclude,
+    ExcludeFrom,
+    Filter,
+    Gid,
+    HostsAllow,
+    HostsDeny,
+    Include,
+    IncludeFrom,
+    IncomingChmod,
+    LockFile,
+    LogFile,
+    LogFormat,
+    Name,
+    NameConverter,
+    OutgoingChmod,
+    PostXferExec,
+    PreXferExec,
+    RefuseOptions,
+    SecretsFile,
+    SyslogTag,
+    Uid,
+    Path,
+    TempDir,
+    MaxConnections,
+    MaxVerbosity,
+    Timeout,
+    SyslogFacility,
+    FakeSuper,
+    ForwardLookup,
+    IgnoreErrors,
+    IgnoreNonreadable,
+    InsecureLinks,
+    List,
+    ReadOnly,
+    ReverseLookup,
+    StrictModes,
+    TransferLogging,
+    WriteOnly,
+    MungeSymlinks,
+    NumericIds,
+    OpenNoatime,
+    UseChroot,
+}
+
+/// One row of [`TABLE`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Def {
+    pub id: P,
+    /// The public name, as stock spells it in `rsyncd.conf(5)`.
+    pub label: &'static str,
+    pub class: Class,
+    pub kind: Kind,
+    pub default: DefaultValue,
+    pub support: Support,
+}
+
+/// Stock's `DEFAULT_DONT_COMPRESS` (generated from rsync.1.md's skip-compress list).
+pub(crate) const DEFAULT_DONT_COMPRESS: &str = "*.3g2 *.3gp *.7z *.aac *.ace *.apk *.avi *.bz2 \
+*.deb *.dmg *.ear *.f4v *.flac *.flv *.gpg *.gz *.iso *.jar *.jpeg *.jpg *.lrz *.lz *.lz4 *.lzma \
+*.lzo *.m1a *.m1v *.m2a *.m2ts *.m2v *.m4a *.m4b *.m4p *.m4r *.m4v *.mka *.mkv *.mov *.mp1 *.mp2 \
+*.mp3 *.mp4 *.mpa *.mpeg *.mpg *.mpv *.mts *.odb *.odf *.odg *.odi *.odm *.odp *.ods *.odt *.oga \
+*.ogg *.ogm *.ogv *.ogx *.opus *.otg *.oth *.otp *.ots *.ott *.oxt *.png *.qt *.rar *.rpm *.rz \
+*.rzip *.spx *.squashfs *.sxc *.sxd *.sxg *.sxm *.sxw *.sz *.tbz *.tbz2 *.tgz *.tlz *.ts *.txz \
+*.tzo *.vob *.war *.webm *.webp *.xz *.z *.zip *.zst";
+
+/// Stock's `DEFAULT_LOCK_FILE`.
+pub(crate) const DEFAULT_LOCK_FILE: &str = "/var/run/rsyncd.lock";
+
+/// Stock's default `log format`.
+pub(crate) const DEFAULT_LOG_FORMAT: &str = "%o %h [%a] %m (%u) %f %l";
+
+const fn def(
+    id: P,
+    label: &'static str,
+    class: Class,
+    kind: Kind,
+    default: DefaultValue,
+    support: Support,
+) -> Def {
+    Def {
+        id,
+        label,
+        class,
+        kind,
+        default,
+        support,
+    }
+}
+
+use Class::{Global as G, Local as L};
+use Support::{Guard, NotYet, Yes};
+
+/// Every parameter, in [`P`] order (checked by a test).
+pub(crate) const TABLE: &[Def] = &[
+    def(P::Address, "address", G, Kind::Str, DefaultValue::Null, Yes),
+    def(
+        P::DaemonChroot,
+        "daemon chroot",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::DaemonGid,
+        "daemon gid",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::DaemonUid,
+        "daemon uid",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::MotdFile,
+        "motd file",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::PidFile,
+        "pid file",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::ProxyProtocolHosts,
+        "proxy protocol hosts",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::SocketOptions,
+        "socket options",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::ListenBacklog,
+        "listen backlog",
+        G,
+        Kind::Int,
+        DefaultValue::Int(5),
+        NotYet,
+    ),
+    def(P::Port, "port", G, Kind::Int, DefaultValue::Int(0), Yes),
+    def(
+        P::ProxyProtocol,
+        "proxy protocol",
+        G,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        NotYet,
+    ),
+    def(
+        P::AuthDigest,
+        "auth digest",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::AuthUsers,
+        "auth users",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Guard,
+    ),
+    def(
+        P::Charset,
+        "charset",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(P::Comment, "comment", L, Kind::Str, DefaultValue::Null, Yes),
+    def(
+        P::DontCompress,
+        "dont compress",
+        L,
+        Kind::Str,
+        DefaultValue::Str(DEFAULT_DONT_COMPRESS),
+        NotYet,
+    ),
+    def(
+        P::EarlyExec,
+        "early exec",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(P::Exclude, "exclude", L, Kind::Str, DefaultValue::Null, Yes),
+    def(
+        P::ExcludeFrom,
+        "exclude from",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Guard,
+    ),
+    def(P::Filter, "filter", L, Kind::Str, DefaultValue::Null, Yes),
+    def(P::Gid, "gid", L, Kind::Str, DefaultValue::Null, NotYet),
+    def(
+        P::HostsAllow,
+        "hosts allow",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Guard,
+    ),
+    def(
+        P::HostsDeny,
+        "hosts deny",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Guard,
+    ),
+    def(P::Include, "include", L, Kind::Str, DefaultValue::Null, Yes),
+    def(
+        P::IncludeFrom,
+        "include from",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::IncomingChmod,
+        "incoming chmod",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::LockFile,
+        "lock file",
+        L,
+        Kind::Str,
+        DefaultValue::Str(DEFAULT_LOCK_FILE),
+        NotYet,
+    ),
+    def(
+        P::LogFile,
+        "log file",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::LogFormat,
+        "log format",
+        L,
+        Kind::Str,
+        DefaultValue::Str(DEFAULT_LOG_FORMAT),
+        NotYet,
+    ),
+    def(P::Name, "name", L, Kind::Str, DefaultValue::Null, Yes),
+    def(
+        P::NameConverter,
+        "name converter",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::OutgoingChmod,
+        "outgoing chmod",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::PostXferExec,
+        "post-xfer exec",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::PreXferExec,
+        "pre-xfer exec",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::RefuseOptions,
+        "refuse options",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::SecretsFile,
+        "secrets file",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Guard,
+    ),
+    def(
+        P::SyslogTag,
+        "syslog tag",
+        L,
+        Kind::Str,
+        DefaultValue::Str("rsyncd"),
+        NotYet,
+    ),
+    def(P::Uid, "uid", L, Kind::Str, DefaultValue::Null, NotYet),
+    def(P::Path, "path", L, Kind::Path, DefaultValue::Null, Yes),
+    def(
+        P::TempDir,
+        "temp dir",
+        L,
+        Kind::Path,
+        DefaultValue::Null,
+        NotYet,
+    ),
+    def(
+        P::MaxConnections,
+        "max connections",
+        L,
+        Kind::Int,
+        DefaultValue::Int(0),
+        NotYet,
+    ),
+    def(
+        P::MaxVerbosity,
+        "max verbosity",
+        L,
+        Kind::Int,
+        DefaultValue::Int(1),
+        NotYet,
+    ),
+    def(
+        P::Timeout,
+        "timeout",
+        L,
+        Kind::Int,
+        DefaultValue::Int(0),
+        NotYet,
+    ),
+    def(
+        P::SyslogFacility,
+        "syslog facility",
+        L,
+        Kind::Enum,
+        DefaultValue::Enum("daemon"),
+        NotYet,
+    ),
+    def(
+        P::FakeSuper,
+        "fake super",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        NotYet,
+    ),
+    def(
+        P::ForwardLookup,
+        "forward lookup",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(true),
+        NotYet,
+    ),
+    def(
+        P::IgnoreErrors,
+        "ignore errors",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        NotYet,
+    ),
+    def(
+        P::IgnoreNonreadable,
+        "ignore nonreadable",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        NotYet,
+    ),
+    def(
+        P::InsecureLinks,
+        "insecure links",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        NotYet,
+    ),
+    def(
+        P::List,
+        "list",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(true),
+        Yes,
+    ),
+    def(
+        P::ReadOnly,
+        "read only",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(true),
+        Yes,
+    ),
+    def(
+        P::ReverseLookup,
+        "reverse lookup",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(true),
+        NotYet,
+    ),
+    def(
+        P::StrictModes,
+        "strict modes",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(true),
+        NotYet,
+    ),
+    def(
+        P::TransferLogging,
+        "transfer logging",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        NotYet,
+    ),
+    def(
+        P::WriteOnly,
+        "write only",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        Guard,
+    ),
+    def(
+        P::MungeSymlinks,
+        "munge symlinks",
+        L,
+        Kind::Bool3,
+        DefaultValue::Bool3(None),
+        NotYet,
+    ),
+    def(
+        P::NumericIds,
+        "numeric ids",
+        L,
+        Kind::Bool3,
+        DefaultValue::Bool3(None),
+        NotYet,
+    ),
+    def(
+        P::OpenNoatime,
+        "open noatime",
+        L,
+        Kind::Bool3,
+        DefaultValue::Bool3(None),
+        NotYet,
+    ),
+    def(
+        P::UseChroot,
+        "use chroot",
+        L,
+        Kind::Bool3,
+        DefaultValue::Bool3(None),
+        NotYet,
+    ),
+];
+
+/// Stock's syslog facility names (`enum_syslog_facility` in loadparm.c), with
+/// the Linux values of the `LOG_*` constants.
+pub(crate) const SYSLOG_FACILITIES: &[(&str, i32)] = &[
+    ("auth", 4 << 3),
+    ("authpriv", 10 << 3),
+    ("cron", 9 << 3),
+    ("daemon", 3 << 3),
+    ("ftp", 11 << 3),
+    ("kern", 0),
+    ("lpr", 6 << 3),
+    ("mail", 2 << 3),
+    ("news", 7 << 3),
+    ("security", 4 << 3),
+    ("syslog", 5 << 3),
+    ("user", 1 << 3),
+    ("uucp", 8 << 3),
+    ("local0", 16 << 3),
+    ("local1", 17 << 3),
+    ("local2", 18 << 3),
+    ("local3", 19 << 3),
+    ("local4", 20 << 3),
+    ("local5", 21 << 3),
+    ("local6", 22 << 3),
+    ("local7", 23 << 3),
+];
+
+impl P {
+    /// This parameter's row of [`TABLE`].
+    pub(crate) fn def(self) -> &'static Def {
+        &TABLE[self as usize]
+    }
+
+    /// The public name, e.g. `"read only"`.
+    pub(crate) fn label(self) -> &'static str {
+        self.def().label
+    }
+}
+
+/// C `isspace()` in the C locale.
+pub(crate) fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
+}
+
+/// Case-insensitive comparison that ignores all whitespace.
+///
+/// Mirrors loadparm.c `strwiEQ`: "Read Only", "readonly" and "read  only"
+/// are equal; underscores and dashes are NOT ignored ("read_only" differs).
+pub(crate) fn str_wi_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut x = a.iter().copied().filter(|&c| !is_space(c));
+    let mut y = b.iter().copied().filter(|&c| !is_space(c));
+    loop {
+        match (x.next(), y.next()) {
+            (None, None) => return true,
+            (Some(c), Some(d)) if c.eq_ignore_ascii_case(&d) => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Finds a parameter by name.  Mirrors loadparm.c `map_parameter`, except that
+/// the caller handles the leading-dash case.
+pub(crate) fn lookup(name: &[u8]) -> Option<P> {
+    TABLE
+        .iter()
+        .find(|d| str_wi_eq(d.label.as_bytes(), name))
+        .map(|d| d.id)
+}
+
+/// A near miss: a name that stock does not know but that names a known
+/// parameter once whitespace, `_` and `-` are ignored (e.g. `hosts_allow`).
+pub(crate) fn near_miss(name: &[u8]) -> Option<P> {
+    fn squash(s: &[u8]) -> Vec<u8> {
+        s.iter()
+            .filter(|&&c| !is_space(c) && c != b'_' && c != b'-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    }
+    let n = squash(name);
+    TABLE
+        .iter()
+        .find(|d| squash(d.label.as_bytes()) == n)
+        .map(|d| d.id)
+}
