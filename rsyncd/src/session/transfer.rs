@@ -764,10 +764,19 @@ fn send_file(
         hasher.update(data);
         let tokens = &mut x.tokens;
         let buf = &mut x.buf;
-        matcher.push(data, &mut |op| match op {
-            DeltaOp::Literal(d) => tokens.literal(buf, d),
-            DeltaOp::Match { block, data } => tokens.block_match(buf, block, data),
+        let mut terr = None;
+        matcher.push(data, &mut |op| {
+            let r = match op {
+                DeltaOp::Literal(d) => tokens.literal(buf, d),
+                DeltaOp::Match { block, data } => tokens.block_match(buf, block, data),
+            };
+            if let Err(e) = r {
+                terr.get_or_insert(e);
+            }
         });
+        if let Some(e) = terr {
+            return fatal(s, Rerr::StreamIo, &format!("rsync: [sender] compression failed: {e}"));
+        }
         if x.buf.len() >= 64 * 1024 {
             s.out.data(&x.buf)?;
             x.buf.clear();
@@ -775,11 +784,19 @@ fn send_file(
     }
     let tokens = &mut x.tokens;
     let buf = &mut x.buf;
-    matcher.finish(&mut |op| match op {
-        DeltaOp::Literal(d) => tokens.literal(buf, d),
-        DeltaOp::Match { block, data } => tokens.block_match(buf, block, data),
+    let mut terr = None;
+    matcher.finish(&mut |op| {
+        let r = match op {
+            DeltaOp::Literal(d) => tokens.literal(buf, d),
+            DeltaOp::Match { block, data } => tokens.block_match(buf, block, data),
+        };
+        if let Err(e) = r {
+            terr.get_or_insert(e);
+        }
     });
-    x.tokens.end_file(&mut x.buf);
+    if let Some(e) = terr.or_else(|| x.tokens.end_file(&mut x.buf).err()) {
+        return fatal(s, Rerr::StreamIo, &format!("rsync: [sender] compression failed: {e}"));
+    }
     let mut sum = hasher.finish();
     if read_failed {
         // sender.c: a deliberately wrong checksum makes the receiver reject the file.
