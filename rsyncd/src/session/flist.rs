@@ -172,7 +172,11 @@ fn clean_fname(p: &[u8], keep_trailing_slash: bool) -> Vec<u8> {
 }
 
 /// Inputs of a list build.
+#[derive(Clone, Copy)]
 pub struct BuildCtx<'a> {
+    /// Building the first list of an incremental-recursion session: the
+    /// arguments themselves are top directories with content to follow.
+    pub inc_first: bool,
     /// The pinned snapshot.
     pub snap: &'a Snapshot,
     /// Module name (for messages).
@@ -435,7 +439,7 @@ impl<'a> BuildCtx<'a> {
                 self.send_directory(entry, &dir, &fn_, o, root);
             }
         } else {
-            o.list.push(entry.index(), &fn_, root, false, is_dir);
+            o.list.push(entry.index(), &fn_, root, self.inc_first, is_dir && !self.inc_first);
         }
     }
 
@@ -535,5 +539,146 @@ mod tests {
     fn full_fname_forms() {
         assert_eq!(full_fname(b"", b"x", "mod"), "\"x\" (in mod)");
         assert_eq!(full_fname(b"sub", b"x", "mod"), "\"/sub/x\" (in mod)");
+    }
+}
+
+/// One list of an incremental-recursion session (`flist.c: flist_new()`).
+#[derive(Debug)]
+pub struct SubList {
+    /// First ndx of this list.
+    pub ndx_start: i32,
+    /// The directory whose contents this list carries (`ndx_start - 1`),
+    /// or `None` for a first list not headed by a `.` directory.
+    pub parent: Option<ListItem>,
+    /// `dir_flist` index announced with `NDX_FLIST_OFFSET - dir_index`
+    /// (`None` for the first list).
+    pub dir_index: Option<i32>,
+    /// Entries in wire order.
+    pub items: Vec<ListItem>,
+}
+
+/// All lists of an incremental-recursion session, in sending order.
+#[derive(Debug, Default)]
+pub struct IncLists {
+    /// Lists; `lists[0]` is the first list.
+    pub lists: Vec<SubList>,
+    /// Names of every item (shared buffer).
+    pub names: FileList,
+}
+
+impl IncLists {
+    /// Resolve a request ndx to the item it names (mirrors the lookup in
+    /// `rsync.c: read_ndx_and_attrs()` / `sender.c: send_files()`).
+    pub fn resolve(&self, ndx: i32) -> Option<ListItem> {
+        let i = match self.lists.binary_search_by(|l| (l.ndx_start - 1).cmp(&ndx)) {
+            Ok(i) => return self.lists[i].parent,
+            Err(0) => return None,
+            Err(i) => i - 1,
+        };
+        let l = &self.lists[i];
+        let off = ndx - l.ndx_start;
+        if off < 0 {
+            return l.parent;
+        }
+        l.items.get(off as usize).copied()
+    }
+
+    /// Total entries over all lists.
+    pub fn len(&self) -> usize {
+        self.lists.iter().map(|l| l.items.len()).sum()
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<'a> BuildCtx<'a> {
+    /// Build the lists for incremental recursion (`send_file_list()` with
+    /// `inc_recurse`, then `send_extra_file_list()` until EOF): the first
+    /// list holds the arguments' top entries plus the immediate children of
+    /// `.`-style arguments; then one list per directory in depth-first
+    /// pre-order, siblings in sorted order, each directory's children in
+    /// sorted order. `dir_flist` indexes are assigned as lists are sent.
+    pub fn build_incremental(&self, args: &[Vec<u8>]) -> (IncLists, Vec<(MsgCode, String)>, i32) {
+        // First list: reuse the flat builder without recursion below the
+        // top level of each argument.
+        let flat_opts = ServerOptions { recursive: false, dirs: true, ..self.opts.clone() };
+        let shallow = BuildCtx { opts: &flat_opts, inc_first: true, ..*self };
+        let mut first = BuildOutcome::default();
+        let mut seen = std::collections::HashSet::new();
+        for a in args {
+            shallow.build_one(a, &mut first, &mut seen);
+        }
+        shallow.sort(&mut first.list);
+        let mut names = first.list;
+        let mut messages = first.messages;
+        let mut io_error = first.io_error;
+        // Directories whose contents the first list already carries: the
+        // `.` of a dot-dir argument. Every other directory gets a sub-list.
+        let mut first_items = std::mem::take(&mut names.items);
+        for it in first_items.iter_mut() {
+            if self.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
+                it.no_content = false;
+            }
+        }
+        let first_parent = first_items.first().copied().filter(|it| names.name(it) == b".");
+        let mut lists = vec![SubList { ndx_start: 1, parent: first_parent, dir_index: None, items: first_items.clone() }];
+        let mut dir_flist: Vec<ListItem> = Vec::new();
+        let mut todo: Vec<(ListItem, bool)> = Vec::new();
+        for it in &first_items {
+            if self.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
+                let already = names.name(it) == b".";
+                dir_flist.push(*it);
+                todo.push((*it, already));
+            }
+        }
+        // Depth-first pre-order over the directory tree.
+        let mut stack: Vec<(usize, ListItem, bool)> =
+            todo.iter().enumerate().rev().map(|(i, (it, done))| (i, *it, *done)).collect();
+        let mut next_start = 1 + lists[0].items.len() as i32 + 1;
+        while let Some((dir_index, dir_item, contents_sent)) = stack.pop() {
+            if contents_sent {
+                continue;
+            }
+            let Some(dirent) = self.snap.entry(dir_item.entry) else { continue };
+            let dir_name = names.name(&dir_item).to_vec();
+            let root = dir_item.root;
+            let root_dir = names.roots[root as usize].clone();
+            let base_mpath = join(&root_dir, &dir_name);
+            let mut items = Vec::new();
+            if dirent.unreadable() {
+                io_error |= IOERR_GENERAL;
+                messages.push((
+                    MsgCode::ErrorXfer,
+                    format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(&root_dir, &dir_name, self.module)),
+                ));
+            } else {
+                for child in dirent.children() {
+                    let mut name = if dir_name == b"." { Vec::new() } else { [dir_name.as_slice(), b"/"].concat() };
+                    name.extend_from_slice(child.name());
+                    let mpath = join(&base_mpath, child.name());
+                    let is_dir = child.is_dir();
+                    if self.daemon_excluded(&mpath, is_dir) || self.client_excluded(&name, &mpath, is_dir) {
+                        continue;
+                    }
+                    names.push(child.index(), &name, root, false, false);
+                    items.push(*names.items.last().expect("just pushed"));
+                }
+                names.items.clear();
+            }
+            let sub_dirs: Vec<ListItem> =
+                items.iter().copied().filter(|it| self.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false)).collect();
+            let len = items.len() as i32;
+            lists.push(SubList { ndx_start: next_start, parent: Some(dir_item), dir_index: Some(dir_index as i32), items });
+            next_start += len + 1;
+            let base = dir_flist.len();
+            dir_flist.extend(sub_dirs.iter().copied());
+            for (k, d) in sub_dirs.iter().enumerate().rev() {
+                stack.push((base + k, *d, false));
+            }
+        }
+        (IncLists { lists, names }, messages, io_error)
     }
 }

@@ -28,7 +28,7 @@ use protocol::sums::{decode_sum_blocks, decode_sum_head, encode_sum_head, SumBlo
 use protocol::token::{Compression, TokenEncoder};
 use protocol::wire::{put_i32, put_u16, put_varint, put_vstring, Reader};
 
-use super::flist::{full_fname, BuildCtx, FileList, IOERR_GENERAL, IOERR_VANISHED};
+use super::flist::{full_fname, BuildCtx, FileList, IncLists, IOERR_GENERAL, IOERR_VANISHED};
 use super::io::{Input, InputError};
 use super::{files, with_reader, Session, SessionError};
 use crate::module::ModuleRuntime;
@@ -271,7 +271,9 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     let mut compat_flags = 0u32;
     let mut setup = Vec::new();
     if p >= 30 {
-        compat_flags = compat::server_compat_flags(&caps, false);
+        // compat.c: set_allow_inc_recurse(), narrowed to what we stream.
+        let allow_inc = o.recursive && !o.relative && o.files_from.is_none() && !o.use_qsort;
+        compat_flags = compat::server_compat_flags(&caps, allow_inc);
         put_varint(&mut setup, compat_flags as i32);
         s.out.raw(&setup)?;
     }
@@ -324,6 +326,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     let t0 = Instant::now();
     let snap = module.snapshot.clone();
     let ctx = BuildCtx {
+        inc_first: false,
         snap: &snap,
         module: &module.name,
         opts: &o,
@@ -352,14 +355,19 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         }
         args = ff_args;
     }
-    let built = ctx.build(&args);
+    let inc = compat_flags & compat::CF_INC_RECURSE != 0;
+    let (sent, messages, mut io_error) = if inc {
+        let (l, m, e) = ctx.build_incremental(&args);
+        (Sent::Inc(l), m, e)
+    } else {
+        let b = ctx.build(&args);
+        (Sent::Flat(b.list), b.messages, b.io_error)
+    };
     let build_ms = t0.elapsed().as_millis().max(1) as i64;
     let t1 = Instant::now();
-    let mut io_error = built.io_error;
-    for (code, text) in &built.messages {
+    for (code, text) in &messages {
         s.out.msg(*code, text.as_bytes())?;
     }
-    let list = built.list;
 
     let fopts = FlistOptions {
         protocol: p,
@@ -371,34 +379,53 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         preserve_specials: o.specials,
         preserve_hard_links: o.hard_links,
         checksum_len: if o.checksum { Some(neg.file.digest_len()) } else { None },
-        inc_recurse: false,
+        inc_recurse: inc,
         id0_names: compat_flags & CF_ID0_NAMES != 0,
         numeric_ids: o.numeric_ids,
         safe_flist: p >= 31 || compat_flags & CF_SAFE_FLIST != 0,
     };
     let names = SystemNames::default();
     let mut enc = FlistEncoder::new(fopts.clone());
+    let mut ndx_out = NdxState::new(p);
     let mut buf = Vec::with_capacity(128 * 1024);
     let mut total_size: i64 = 0;
-    let mut csum = Vec::new();
-    for (i, it) in list.items.iter().enumerate() {
-        let Some(e) = snap.entry(it.entry) else { continue };
-        if e.is_file() || e.is_symlink() {
-            total_size += entry_size(&e);
+    let sent_io_error = if o.ignore_errors { 0 } else { io_error };
+    let list_names = sent.names();
+    let mut encode_list = |s: &mut Session, buf: &mut Vec<u8>, items: &[super::flist::ListItem], ndx_start: i32, enc: &mut FlistEncoder, io_err: i32| -> Result<(), SessionError> {
+        let mut csum = Vec::new();
+        for (i, it) in items.iter().enumerate() {
+            let Some(e) = snap.entry(it.entry) else { continue };
+            if e.is_file() || e.is_symlink() {
+                total_size += entry_size(&e);
+            }
+            if o.checksum && e.is_file() {
+                csum = file_checksum(&module, &list_names.module_path(it), neg.file);
+            }
+            let fe = to_file_entry(&e, list_names.name(it), it.top_dir, it.no_content, &o, if o.checksum && e.is_file() { Some(&csum[..]) } else { None });
+            enc.encode_entry(buf, &fe, ndx_start + i as i32, ndx_start, &names);
+            if buf.len() >= 64 * 1024 {
+                s.out.data(buf)?;
+                buf.clear();
+            }
         }
-        if o.checksum && e.is_file() {
-            csum = file_checksum(&module, &list.module_path(it), neg.file);
+        enc.encode_end(buf, io_err);
+        Ok(())
+    };
+    match &sent {
+        Sent::Flat(list) => {
+            encode_list(s, &mut buf, &list.items, 0, &mut enc, sent_io_error)?;
+            enc.encode_trailer(&mut buf, sent_io_error, &names);
         }
-        let fe = to_file_entry(&e, list.name(it), it.top_dir, it.no_content, &o, if o.checksum && e.is_file() { Some(&csum[..]) } else { None });
-        enc.encode_entry(&mut buf, &fe, i as i32, 0, &names);
-        if buf.len() >= 64 * 1024 {
-            s.out.data(&buf)?;
-            buf.clear();
+        Sent::Inc(l) => {
+            for (k, sub) in l.lists.iter().enumerate() {
+                if let Some(d) = sub.dir_index {
+                    ndx_out.encode(&mut buf, protocol::ndx::NDX_FLIST_OFFSET - d);
+                }
+                encode_list(s, &mut buf, &sub.items, sub.ndx_start, &mut enc, if k == 0 { sent_io_error } else { 0 })?;
+            }
+            ndx_out.encode(&mut buf, protocol::ndx::NDX_FLIST_EOF);
         }
     }
-    let sent_io_error = if o.ignore_errors { 0 } else { io_error };
-    enc.encode_end(&mut buf, sent_io_error);
-    enc.encode_trailer(&mut buf, sent_io_error, &names);
     s.out.data(&buf)?;
     buf.clear();
     if p == 30 && !fopts.safe_flist && sent_io_error != 0 {
@@ -406,7 +433,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     }
     s.out.flush()?;
     let xfer_ms = t1.elapsed().as_millis() as i64;
-    tracing::info!(module = %module.name, entries = list.items.len(), "file list sent");
+    tracing::info!(module = %module.name, entries = sent.len(), incremental = inc, "file list sent");
 
     // Transfer phase: a reader thread decodes requests while we write.
     let total_read = Arc::new(AtomicU64::new(0));
@@ -420,7 +447,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         .map_err(SessionError::Output)?;
     let idle = s.state.settings.idle_timeout;
     let mut xfer = Xfer {
-        ndx_out: NdxState::new(p),
+        ndx_out,
         tokens: match TokenEncoder::new(neg.compression, o.compress_level, p) {
             Ok(t) => t,
             Err(e) => return fatal(s, Rerr::Unsupported, &format!("rsync: {e}")),
@@ -431,7 +458,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         buf: Vec::with_capacity(256 * 1024),
         file_buf: vec![0u8; 256 * 1024],
     };
-    let result = transfer_loop(s, &module, &list, &o, &rx, idle, &mut xfer, &mut io_error);
+    let result = transfer_loop(s, &module, &sent, &o, &rx, idle, &mut xfer, &mut io_error);
     let result = result.and_then(|()| {
         let stats = Stats {
             total_read: total_read.load(Ordering::Relaxed) as i64,
@@ -470,6 +497,46 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         }
     }
     result
+}
+
+/// The list(s) a session sent.
+enum Sent {
+    Flat(FileList),
+    Inc(IncLists),
+}
+
+impl Sent {
+    fn names(&self) -> &FileList {
+        match self {
+            Sent::Flat(l) => l,
+            Sent::Inc(l) => &l.names,
+        }
+    }
+    fn resolve(&self, ndx: i32) -> Option<super::flist::ListItem> {
+        match self {
+            Sent::Flat(l) => usize::try_from(ndx).ok().and_then(|i| l.items.get(i).copied()),
+            Sent::Inc(l) => l.resolve(ndx),
+        }
+    }
+    /// One past the highest valid ndx.
+    fn end_ndx(&self) -> i32 {
+        match self {
+            Sent::Flat(l) => l.items.len() as i32,
+            Sent::Inc(l) => l.lists.last().map(|x| x.ndx_start + x.items.len() as i32).unwrap_or(0),
+        }
+    }
+    fn list_count(&self) -> usize {
+        match self {
+            Sent::Flat(_) => 1,
+            Sent::Inc(l) => l.lists.len(),
+        }
+    }
+    fn len(&self) -> usize {
+        match self {
+            Sent::Flat(l) => l.items.len(),
+            Sent::Inc(l) => l.len(),
+        }
+    }
 }
 
 fn read_files_from(r: &mut Reader<'_>, max: usize, maxlen: usize) -> protocol::DecodeResult<Vec<Vec<u8>>> {
@@ -563,9 +630,18 @@ struct Xfer {
 }
 
 fn recv(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>) -> Result<Event, SessionError> {
-    let r = match idle {
-        Some(t) => rx.recv_timeout(t),
-        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    // Never block on input while replies sit in our buffer: the client may
+    // be waiting for them before it sends more (io.c flushes likewise).
+    let r = match rx.try_recv() {
+        Ok(ev) => Ok(ev),
+        Err(mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+        Err(mpsc::TryRecvError::Empty) => {
+            s.out.flush()?;
+            match idle {
+                Some(t) => rx.recv_timeout(t),
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            }
+        }
     };
     match r {
         Ok(Event::Failed(InputError::ClientErrorExit(code))) => {
@@ -619,7 +695,7 @@ fn wait_done(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>
 fn transfer_loop(
     s: &mut Session,
     module: &ModuleRuntime,
-    list: &FileList,
+    sent: &Sent,
     o: &protocol::args::ServerOptions,
     rx: &mpsc::Receiver<Event>,
     idle: Option<Duration>,
@@ -630,11 +706,24 @@ fn transfer_loop(
     let max_phase = if p >= 29 { 2 } else { 1 };
     let mut phase = 0;
     let io_error_at_start = *io_error;
-    let n = list.items.len() as i32;
+    let n = sent.end_ndx();
+    let list = sent.names();
+    let mut lists_alive = sent.list_count();
     loop {
         let ev = recv(s, rx, idle)?;
         match ev {
             Event::Done => {
+                // sender.c: with inc_recurse each NDX_DONE retires the oldest
+                // list; it is echoed while another list is still alive.
+                if lists_alive > 1 {
+                    lists_alive -= 1;
+                    let mut b = Vec::new();
+                    x.ndx_out.encode(&mut b, NDX_DONE);
+                    s.out.data(&b)?;
+                    s.out.flush()?;
+                    continue;
+                }
+                lists_alive = 0;
                 phase += 1;
                 if phase > max_phase {
                     break;
@@ -653,14 +742,13 @@ fn transfer_loop(
                 if p < 30 && r.ndx == n && r.iflags == ITEM_IS_NEW {
                     continue; // proto 29 keep-alive
                 }
-                if r.ndx < 0 || r.ndx >= n {
+                let Some(it) = sent.resolve(r.ndx) else {
                     return fatal(
                         s,
                         Rerr::Protocol,
                         &format!("File-list index {} not in -1 - {} (read_ndx_and_attrs) [sender]", r.ndx, n - 1),
                     );
-                }
-                let it = list.items[r.ndx as usize];
+                };
                 let mut echo = Vec::new();
                 x.ndx_out.encode(&mut echo, r.ndx);
                 if p >= 29 {
