@@ -43,7 +43,6 @@ pub enum DeltaOp<'a> {
 }
 
 /// Streaming block matcher for one file.
-#[derive(Debug)]
 pub struct DeltaMatcher {
     blocks: SumBlocks,
     count: u32,
@@ -76,11 +75,30 @@ pub struct DeltaMatcher {
     literal: u64,
 }
 
+impl std::fmt::Debug for DeltaMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeltaMatcher")
+            .field("count", &self.count)
+            .field("blength", &self.blength)
+            .field("cmp_len", &self.cmp_len)
+            .field("offset", &self.offset)
+            .field("matched", &self.matched)
+            .field("literal", &self.literal)
+            .finish_non_exhaustive()
+    }
+}
+
 impl DeltaMatcher {
     /// A matcher for the sums of one request. `algo`, `seed` and `seed_fix`
     /// must be the connection's transfer checksum, checksum seed and
     /// `CF_CHKSUM_SEED_FIX`. With `head.count == 0` everything is literal.
-    pub fn new(head: SumHead, blocks: SumBlocks, algo: ChecksumAlgo, seed: i32, seed_fix: bool) -> Self {
+    pub fn new(
+        head: SumHead,
+        blocks: SumBlocks,
+        algo: ChecksumAlgo,
+        seed: i32,
+        seed_fix: bool,
+    ) -> Self {
         let mut count = head.count.max(0) as usize;
         if head.blength <= 0 || blocks.len() != count {
             // Inconsistent input (cannot come from decode_sum_head +
@@ -88,8 +106,14 @@ impl DeltaMatcher {
             count = 0;
         }
         let blength = if count > 0 { head.blength as usize } else { 0 };
-        let last_len = if count > 0 { head.block_len(count as u32 - 1) } else { 0 };
-        let cmp_len = (head.s2length.max(0) as usize).min(algo.digest_len()).min(blocks.s2length());
+        let last_len = if count > 0 {
+            head.block_len(count as u32 - 1)
+        } else {
+            0
+        };
+        let cmp_len = (head.s2length.max(0) as usize)
+            .min(algo.digest_len())
+            .min(blocks.s2length());
         let mut m = DeltaMatcher {
             blocks,
             count: count as u32,
@@ -281,7 +305,10 @@ impl DeltaMatcher {
                 let blen = self.block_len(i);
                 self.emit_literal_to(self.offset, emit);
                 let s = self.idx(self.offset);
-                emit(DeltaOp::Match { block: i, data: &self.buf[s..s + blen] });
+                emit(DeltaOp::Match {
+                    block: i,
+                    data: &self.buf[s..s + blen],
+                });
                 self.matched += blen as u64;
                 self.offset += blen as u64;
                 self.last_match = self.offset;
@@ -335,7 +362,13 @@ impl DeltaMatcher {
                 continue;
             }
             if !have_strong {
-                block_checksum(self.algo, self.seed, self.seed_fix, &self.buf[start..start + k], &mut strong);
+                block_checksum(
+                    self.algo,
+                    self.seed,
+                    self.seed_fix,
+                    &self.buf[start..start + k],
+                    &mut strong,
+                );
                 have_strong = true;
             }
             if strong[..cmp] != self.blocks.sum2(iu as usize)[..cmp] {
@@ -395,7 +428,10 @@ mod tests {
                 _ => ops.push(Op::Lit(d.to_vec())),
             },
             DeltaOp::Match { block, data } => {
-                assert_eq!(data, &basis[head.block_offset(block) as usize..][..head.block_len(block)]);
+                assert_eq!(
+                    data,
+                    &basis[head.block_offset(block) as usize..][..head.block_len(block)]
+                );
                 ops.push(Op::Blk(block));
             }
         };
@@ -416,7 +452,9 @@ mod tests {
         for op in ops {
             match op {
                 Op::Lit(d) => out.extend_from_slice(d),
-                Op::Blk(b) => out.extend_from_slice(&basis[head.block_offset(*b) as usize..][..head.block_len(*b)]),
+                Op::Blk(b) => out.extend_from_slice(
+                    &basis[head.block_offset(*b) as usize..][..head.block_len(*b)],
+                ),
             }
         }
         out
@@ -444,7 +482,12 @@ mod tests {
         assert_eq!(rebuild(&whole.0, &basis, &head), file);
         assert!(whole.2 < 5_000, "literal {}", whole.2);
         assert_eq!(whole.1 + whole.2, file.len() as u64);
-        for chunks in [&[1usize][..], &[3, 700, 1, 701, 65536], &[4096], &[699, 1401]] {
+        for chunks in [
+            &[1usize][..],
+            &[3, 700, 1, 701, 65536],
+            &[4096],
+            &[699, 1401],
+        ] {
             let part = run(&basis, &file, chunks, 16);
             assert_eq!(part, whole, "chunks {chunks:?}");
         }
@@ -460,7 +503,9 @@ mod tests {
         assert_eq!(good.sum1_all(), bad.sum1_all());
         let mut m = DeltaMatcher::new(head, bad, ChecksumAlgo::Md5, 7, true);
         let mut n_match = 0;
-        m.push(&basis, &mut |op| n_match += matches!(op, DeltaOp::Match { .. }) as usize);
+        m.push(&basis, &mut |op| {
+            n_match += matches!(op, DeltaOp::Match { .. }) as usize
+        });
         m.finish(&mut |op| n_match += matches!(op, DeltaOp::Match { .. }) as usize);
         assert_eq!(n_match, 0);
         assert_eq!(m.literal_bytes(), 7000);
@@ -473,13 +518,24 @@ mod tests {
         let mut head = SumHead::for_basis_len(7000, 31, 8, 16, 0).unwrap();
         head.s2length = 16;
         let mut blocks_wire = Vec::new();
-        let real = SumBlocks::from_basis(&basis, &SumHead { s2length: 8, ..head }, ChecksumAlgo::Xxh3, 9, false);
+        let real = SumBlocks::from_basis(
+            &basis,
+            &SumHead {
+                s2length: 8,
+                ..head
+            },
+            ChecksumAlgo::Xxh3,
+            9,
+            false,
+        );
         for i in 0..real.len() {
             blocks_wire.extend_from_slice(&real.sum1(i).to_le_bytes());
             blocks_wire.extend_from_slice(real.sum2(i));
             blocks_wire.extend_from_slice(&[0xA5; 8]); // junk the client leaked
         }
-        let blocks = crate::sums::decode_sum_blocks(&mut crate::wire::Reader::new(&blocks_wire), &head).unwrap();
+        let blocks =
+            crate::sums::decode_sum_blocks(&mut crate::wire::Reader::new(&blocks_wire), &head)
+                .unwrap();
         let mut m = DeltaMatcher::new(head, blocks, ChecksumAlgo::Xxh3, 9, false);
         m.push(&basis, &mut |_| {});
         m.finish(&mut |_| {});
@@ -488,7 +544,13 @@ mod tests {
 
     #[test]
     fn no_sums_means_all_literal() {
-        let mut m = DeltaMatcher::new(SumHead::default(), SumBlocks::default(), ChecksumAlgo::Md5, 0, true);
+        let mut m = DeltaMatcher::new(
+            SumHead::default(),
+            SumBlocks::default(),
+            ChecksumAlgo::Md5,
+            0,
+            true,
+        );
         let mut got = Vec::new();
         m.push(b"hello ", &mut |op| {
             if let DeltaOp::Literal(d) = op {

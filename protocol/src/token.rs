@@ -391,12 +391,16 @@ impl TokenEncoder {
             Compression::Lz4 => {
                 // send_compressed_token(): at most MAX_DATA_COUNT input per
                 // block, halved until the compressed block fits.
-                let mut buf = vec![0u8; lz4_flex::block::get_maximum_output_size(MAX_DATA_COUNT)];
+                let need = lz4_flex::block::get_maximum_output_size(MAX_DATA_COUNT);
+                if self.scratch.len() < need {
+                    self.scratch = vec![0u8; need];
+                }
+                let buf = &mut self.scratch[..need];
                 let mut rest = data;
                 while !rest.is_empty() {
                     let mut n = rest.len().min(MAX_DATA_COUNT);
                     loop {
-                        let m = lz4_flex::block::compress_into(&rest[..n], &mut buf)
+                        let m = lz4_flex::block::compress_into(&rest[..n], buf)
                             .map_err(|e| TokenError::Compress(e.to_string()))?;
                         if m <= MAX_DATA_COUNT {
                             put_data_chunks(out, &buf[..m]);
