@@ -81,7 +81,10 @@ pub fn decode_filter_list(r: &mut Reader<'_>, limits: &Limits) -> DecodeResult<V
         if len < 0 || len as usize > limits.max_filter_rule_len {
             return Err(DecodeError::invalid(
                 "filter rule",
-                format!("rule length {len} outside 1..={}", limits.max_filter_rule_len),
+                format!(
+                    "rule length {len} outside 1..={}",
+                    limits.max_filter_rule_len
+                ),
             ));
         }
         if rules.len() >= limits.max_filter_rules {
@@ -117,7 +120,10 @@ pub enum FilterError {
 }
 
 fn invalid(rule: &[u8], reason: impl Into<String>) -> FilterError {
-    FilterError::Invalid { rule: String::from_utf8_lossy(rule).into_owned(), reason: reason.into() }
+    FilterError::Invalid {
+        rule: String::from_utf8_lossy(rule).into_owned(),
+        reason: reason.into(),
+    }
 }
 
 /// Whether a rule includes or excludes what it matches.
@@ -199,7 +205,11 @@ impl FilterRule {
         FilterRule {
             anchored: pattern.first() == Some(&b'/'),
             pattern,
-            action: if rflags & F_INCLUDE != 0 { RuleAction::Include } else { RuleAction::Exclude },
+            action: if rflags & F_INCLUDE != 0 {
+                RuleAction::Include
+            } else {
+                RuleAction::Exclude
+            },
             dir_only: rflags & F_DIRECTORY != 0,
             negate: rflags & F_NEGATE != 0,
             abs_path: rflags & F_ABS_PATH != 0,
@@ -230,7 +240,10 @@ impl FilterRule {
             return false;
         }
         let (double, wild2_prefix, wild3_suffix) = match self.wild {
-            WildKind::DoubleStar { prefix, triple_suffix } => (true, prefix, triple_suffix),
+            WildKind::DoubleStar {
+                prefix,
+                triple_suffix,
+            } => (true, prefix, triple_suffix),
             _ => (false, false, false),
         };
         // `multi` mirrors rule_matches()'s "str_cnt > 1".
@@ -349,7 +362,10 @@ impl FilterList {
     /// never match on the sender; `x` (xattr) rules are kept and never match
     /// a file name, as in rsync. Merge and dir-merge rules are refused.
     pub fn from_client_rules(rules: &[Vec<u8>], protocol: u8) -> Result<FilterList, FilterError> {
-        let mut list = FilterList { protocol, ..FilterList::default() };
+        let mut list = FilterList {
+            protocol,
+            ..FilterList::default()
+        };
         let xflags = if protocol >= 29 { 0 } else { X_OLD_PREFIXES };
         for rule in rules {
             list.parse_filter_str(rule, 0, xflags)?;
@@ -379,7 +395,10 @@ impl FilterList {
     /// path; an excluded directory pattern (`dir/`) becomes `dir/***` so the
     /// whole subtree is hidden; receiver-only rules are dropped.
     pub fn from_daemon_config(p: &DaemonFilterParams<'_>) -> Result<FilterList, FilterError> {
-        let mut list = FilterList { protocol: 32, ..FilterList::default() };
+        let mut list = FilterList {
+            protocol: 32,
+            ..FilterList::default()
+        };
         let x = X_ABS_IF_SLASH | X_DIR2WILD3;
         for v in p.filter {
             list.parse_filter_str(v, F_WORD_SPLIT, x)?;
@@ -447,10 +466,18 @@ impl FilterList {
     /// `parse_filter_file()` on text already read: one rule per line (LF,
     /// CR or CRLF), empty lines and lines starting with `;` or `#` skipped,
     /// over-long lines discarded.
-    fn parse_filter_lines(&mut self, text: &[u8], template: u32, xflags: u32) -> Result<(), FilterError> {
+    fn parse_filter_lines(
+        &mut self,
+        text: &[u8],
+        template: u32,
+        xflags: u32,
+    ) -> Result<(), FilterError> {
         let mut rest = text;
         while !rest.is_empty() {
-            let end = rest.iter().position(|&c| c == b'\n' || c == b'\r').unwrap_or(rest.len());
+            let end = rest
+                .iter()
+                .position(|&c| c == b'\n' || c == b'\r')
+                .unwrap_or(rest.len());
             let line = &rest[..end];
             let mut next = end;
             if rest.get(end) == Some(&b'\r') && rest.get(end + 1) == Some(&b'\n') {
@@ -468,7 +495,12 @@ impl FilterList {
     }
 
     /// `exclude.c: parse_filter_str()`.
-    fn parse_filter_str(&mut self, text: &[u8], template: u32, xflags: u32) -> Result<(), FilterError> {
+    fn parse_filter_str(
+        &mut self,
+        text: &[u8],
+        template: u32,
+        xflags: u32,
+    ) -> Result<(), FilterError> {
         // The C code sees a NUL-terminated string.
         let text = match text.iter().position(|&c| c == 0) {
             Some(i) => &text[..i],
@@ -548,7 +580,8 @@ impl FilterList {
                 }
             }
         }
-        self.rules.push(FilterRule::from_flags(pattern, rflags, slash_count));
+        self.rules
+            .push(FilterRule::from_flags(pattern, rflags, slash_count));
     }
 }
 
@@ -627,7 +660,11 @@ fn rule_word(s: &[u8], word: &[u8]) -> Option<usize> {
 
 /// `exclude.c: parse_rule_tok()`: the next rule in `s`, or `None` when
 /// there is none.
-fn parse_rule_tok(s: &[u8], template: u32, xflags: u32) -> Result<Option<RuleTok<'_>>, FilterError> {
+fn parse_rule_tok(
+    s: &[u8],
+    template: u32,
+    xflags: u32,
+) -> Result<Option<RuleTok<'_>>, FilterError> {
     let mut s = s;
     if template & F_WORD_SPLIT != 0 {
         let skip = s.iter().take_while(|&&c| is_space(c)).count();
@@ -755,7 +792,11 @@ fn parse_rule_tok(s: &[u8], template: u32, xflags: u32) -> Result<Option<RuleTok
                         if side_prefix {
                             return Err(bad());
                         }
-                        rflags |= if c == b'r' { F_RECEIVER_SIDE } else { F_SENDER_SIDE };
+                        rflags |= if c == b'r' {
+                            F_RECEIVER_SIDE
+                        } else {
+                            F_SENDER_SIDE
+                        };
                     }
                     b'x' => rflags |= F_XATTR,
                     _ => return Err(bad()),
@@ -769,7 +810,10 @@ fn parse_rule_tok(s: &[u8], template: u32, xflags: u32) -> Result<Option<RuleTok
 
     if template & F_SIDES != 0 {
         if rflags & F_SIDES != 0 {
-            return Err(invalid(whole, "specified-side merge file contains specified-side filter"));
+            return Err(invalid(
+                whole,
+                "specified-side merge file contains specified-side filter",
+            ));
         }
         rflags |= template & F_SIDES;
     }
@@ -826,25 +870,59 @@ mod tests {
             assert!(e.is_incomplete(), "cut {cut}: {e:?}");
         }
         // Limits.
-        let small = Limits { max_filter_rule_len: 4, ..Limits::default() };
-        assert!(matches!(decode_filter_list(&mut Reader::new(&buf), &small), Err(DecodeError::Invalid { .. })));
-        let few = Limits { max_filter_rules: 1, ..Limits::default() };
-        assert!(matches!(decode_filter_list(&mut Reader::new(&buf), &few), Err(DecodeError::Invalid { .. })));
+        let small = Limits {
+            max_filter_rule_len: 4,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode_filter_list(&mut Reader::new(&buf), &small),
+            Err(DecodeError::Invalid { .. })
+        ));
+        let few = Limits {
+            max_filter_rules: 1,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            decode_filter_list(&mut Reader::new(&buf), &few),
+            Err(DecodeError::Invalid { .. })
+        ));
         let neg = (-5i32).to_le_bytes();
-        assert!(matches!(decode_filter_list(&mut Reader::new(&neg), &limits), Err(DecodeError::Invalid { .. })));
-        assert_eq!(decode_filter_list(&mut Reader::new(&[0, 0, 0, 0]), &limits).unwrap(), Vec::<Vec<u8>>::new());
+        assert!(matches!(
+            decode_filter_list(&mut Reader::new(&neg), &limits),
+            Err(DecodeError::Invalid { .. })
+        ));
+        assert_eq!(
+            decode_filter_list(&mut Reader::new(&[0, 0, 0, 0]), &limits).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
     }
 
     #[test]
     fn parsed_rule_shapes() {
         let l = FilterList::from_client_rules(
-            &rules(&["- *.o", "+ keep/", "-/ /top", "H bar", "S x", "-p per", "+! bang", "P prot", "-r recv", "-sr both", "exclude,p long", "include_x"]),
+            &rules(&[
+                "- *.o",
+                "+ keep/",
+                "-/ /top",
+                "H bar",
+                "S x",
+                "-p per",
+                "+! bang",
+                "P prot",
+                "-r recv",
+                "-sr both",
+                "exclude,p long",
+                "include_x",
+            ]),
             31,
         )
         .unwrap();
         let r = l.rules();
         assert_eq!(r.len(), 12);
-        assert_eq!((r[0].action, r[0].wild, r[0].pattern.as_slice()), (RuleAction::Exclude, WildKind::Wild, &b"*.o"[..]));
+        assert_eq!(
+            (r[0].action, r[0].wild, r[0].pattern.as_slice()),
+            (RuleAction::Exclude, WildKind::Wild, &b"*.o"[..])
+        );
         assert!(r[1].dir_only && r[1].action == RuleAction::Include && r[1].pattern == b"keep");
         assert!(r[2].abs_path && r[2].anchored && r[2].slash_count == 1);
         assert!(r[3].sender_side && r[3].action == RuleAction::Exclude);
@@ -861,10 +939,22 @@ mod tests {
     #[test]
     fn invalid_and_unsupported_rules() {
         let err = |s: &str, p: u8| FilterList::from_client_rules(&rules(&[s]), p).unwrap_err();
-        assert!(matches!(err(": .rsync-filter", 31), FilterError::Unsupported { .. }));
-        assert!(matches!(err(". /etc/passwd", 31), FilterError::Unsupported { .. }));
-        assert!(matches!(err("dir-merge .x", 31), FilterError::Unsupported { .. }));
-        assert!(matches!(err("merge,- /x", 31), FilterError::Unsupported { .. }));
+        assert!(matches!(
+            err(": .rsync-filter", 31),
+            FilterError::Unsupported { .. }
+        ));
+        assert!(matches!(
+            err(". /etc/passwd", 31),
+            FilterError::Unsupported { .. }
+        ));
+        assert!(matches!(
+            err("dir-merge .x", 31),
+            FilterError::Unsupported { .. }
+        ));
+        assert!(matches!(
+            err("merge,- /x", 31),
+            FilterError::Unsupported { .. }
+        ));
         assert!(matches!(err(":C", 31), FilterError::Unsupported { .. }));
         match err("q foo", 31) {
             FilterError::Invalid { reason, .. } => assert_eq!(reason, "Unknown filter rule"),
@@ -881,7 +971,10 @@ mod tests {
         assert!(matches!(err("! x", 31), FilterError::Invalid { .. }));
         assert!(matches!(err("Hs foo", 31), FilterError::Invalid { .. }));
         assert!(matches!(err("-e foo", 31), FilterError::Invalid { .. }));
-        assert!(matches!(err("exclusive foo", 31), FilterError::Invalid { .. }));
+        assert!(matches!(
+            err("exclusive foo", 31),
+            FilterError::Invalid { .. }
+        ));
         // Old protocol: "- " with nothing after it.
         assert!(matches!(err("- ", 28), FilterError::Invalid { .. }));
     }
@@ -895,7 +988,8 @@ mod tests {
         let l = FilterList::from_client_rules(&rules(&["- a", "clear", "- b"]), 31).unwrap();
         assert_eq!(l.len(), 1);
         // Old protocol: "!" clears, "!x" is a pattern, a bare pattern excludes.
-        let l = FilterList::from_client_rules(&rules(&["a", "!", "b", "!x", "+ c", "- + d"]), 28).unwrap();
+        let l = FilterList::from_client_rules(&rules(&["a", "!", "b", "!x", "+ c", "- + d"]), 28)
+            .unwrap();
         assert_eq!(l.len(), 4);
         assert_eq!(l.check(b"a", b"a", false), FilterDecision::NoMatch);
         assert_eq!(l.check(b"b", b"b", false), FilterDecision::Exclude);
@@ -909,15 +1003,23 @@ mod tests {
         let mut l = FilterList::from_client_rules(&rules(&["+ core"]), 31).unwrap();
         l.add_cvs_excludes(31);
         assert_eq!(l.len(), 2);
-        assert_eq!(l.check(b"x/foo.o", b"x/foo.o", false), FilterDecision::Exclude);
+        assert_eq!(
+            l.check(b"x/foo.o", b"x/foo.o", false),
+            FilterDecision::Exclude
+        );
         assert_eq!(l.check(b"core", b"core", false), FilterDecision::Include);
         assert_eq!(l.check(b"a/.git", b"a/.git", true), FilterDecision::Exclude);
-        assert_eq!(l.check(b"a/.git", b"a/.git", false), FilterDecision::NoMatch);
+        assert_eq!(
+            l.check(b"a/.git", b"a/.git", false),
+            FilterDecision::NoMatch
+        );
         assert_eq!(l.check(b"#x#", b"#x#", false), FilterDecision::Exclude);
         assert_eq!(l.check(b"a$", b"a$", false), FilterDecision::Exclude);
         assert_eq!(l.check(b"x.c", b"x.c", false), FilterDecision::NoMatch);
         let cvs = l.cvs.as_ref().unwrap();
-        assert!(cvs.iter().all(|r| r.perishable && r.action == RuleAction::Exclude));
+        assert!(cvs
+            .iter()
+            .all(|r| r.perishable && r.action == RuleAction::Exclude));
         assert_eq!(cvs.len(), 36);
         let mut old = FilterList::default();
         old.add_cvs_excludes(29);
@@ -940,10 +1042,30 @@ mod tests {
             &rules(&["secret/ /top/private/ a/b - minus + plus"]),
         )
         .unwrap();
-        let pats: Vec<_> = l.rules().iter().map(|r| String::from_utf8_lossy(&r.pattern).into_owned()).collect();
-        assert_eq!(pats, ["*.tmp", "/pub", "hidden", "keep.me", "secret/***", "/top/private/***", "a/b", "minus", "plus"]);
+        let pats: Vec<_> = l
+            .rules()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.pattern).into_owned())
+            .collect();
+        assert_eq!(
+            pats,
+            [
+                "*.tmp",
+                "/pub",
+                "hidden",
+                "keep.me",
+                "secret/***",
+                "/top/private/***",
+                "a/b",
+                "minus",
+                "plus"
+            ]
+        );
         let r = l.rules();
-        assert!(r[1].abs_path && r[1].dir_only, "include dirs keep the directory flag");
+        assert!(
+            r[1].abs_path && r[1].dir_only,
+            "include dirs keep the directory flag"
+        );
         assert!(!r[4].abs_path && !r[4].dir_only && r[4].slash_count == 1);
         assert!(r[5].abs_path);
         assert!(r[6].abs_path && r[6].wild == WildKind::Literal);
@@ -960,7 +1082,11 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let got: Vec<_> = l.rules().iter().map(|r| (r.action, String::from_utf8_lossy(&r.pattern).into_owned())).collect();
+        let got: Vec<_> = l
+            .rules()
+            .iter()
+            .map(|r| (r.action, String::from_utf8_lossy(&r.pattern).into_owned()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -981,7 +1107,9 @@ mod tests {
         assert_eq!(l.check(b"a.o", b"a.o", false), FilterDecision::Exclude);
         assert_eq!(l.check(b"x", b"x", false), FilterDecision::Exclude);
         assert_eq!(l.check(b"y", b"y", false), FilterDecision::Include);
-        assert!(l.add_cmdline(CmdlineFilter::Filter, b": /.rsync-filter").is_err());
+        assert!(l
+            .add_cmdline(CmdlineFilter::Filter, b": /.rsync-filter")
+            .is_err());
     }
 
     #[test]
