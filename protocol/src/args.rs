@@ -297,6 +297,18 @@ impl Default for ServerOptions {
 }
 
 impl ServerOptions {
+    /// True when any form of compression was asked for: `-z`, `-zz`,
+    /// `--old-compress`, `--new-compress` or `--compress-choice` (a client
+    /// sends `-z` only for plain zlib; other choices arrive without it).
+    /// `--compress-choice=none` is not compression.
+    pub fn wants_compression(&self) -> bool {
+        let choice = match self.compress_choice.as_deref() {
+            Some(c) => !c.eq_ignore_ascii_case(b"none"),
+            None => false,
+        };
+        self.compress || self.old_compress || self.new_compress || choice
+    }
+
     /// Each option the client sent, as rsync's option-table row: (long
     /// name, short letter). A row without a long name (only `-D`, `-F`,
     /// `-P`) has `""`. Listed once each, in the order first seen; options
