@@ -941,14 +941,12 @@ impl Parser {
             ("no-timeout", _) => o.timeout = None,
             (_, Some('e')) => o.capabilities = v,
             ("qsort" | "use-qsort", _) => o.use_qsort = true,
-            (_, Some('M')) => {
-                // options.c: the value must itself be an option.
-                if value.unwrap_or_default().first() != Some(&b'-') {
-                    return Err(syntax(format!(
-                        "Remote option must start with a dash: {}",
-                        lossy(value.unwrap_or_default())
-                    )));
-                }
+            // options.c: a remote option must itself be an option.
+            (_, Some('M')) if value.unwrap_or_default().first() != Some(&b'-') => {
+                return Err(syntax(format!(
+                    "Remote option must start with a dash: {}",
+                    lossy(value.unwrap_or_default())
+                )));
             }
             ("protocol", _) => {
                 let p = int()?;

@@ -226,7 +226,7 @@ impl FilterRule {
     /// False for receiver-only rules (`r` side without `s`; `P`, `R`): the
     /// sender never applies them (`send_rules()` elides them).
     pub fn applies_on_sender(&self) -> bool {
-        !(self.receiver_side && !self.sender_side)
+        !self.receiver_side || self.sender_side
     }
 
     /// `exclude.c: rule_matches()`: does this rule apply to the name?
@@ -393,7 +393,8 @@ impl FilterList {
     /// `include from`, `include`, `exclude from`, `exclude`, in that order.
     /// A pattern containing a `/` is matched against the module-relative
     /// path; an excluded directory pattern (`dir/`) becomes `dir/***` so the
-    /// whole subtree is hidden; receiver-only rules are dropped.
+    /// whole subtree is hidden. Rule sides (`H`, `S`, `P`, `R`, `s`, `r`) are
+    /// ignored: every daemon rule applies to the sender (see `add_rule`).
     pub fn from_daemon_config(p: &DaemonFilterParams<'_>) -> Result<FilterList, FilterError> {
         let mut list = FilterList {
             protocol: 32,
@@ -428,8 +429,8 @@ impl FilterList {
         }
     }
 
-    /// `-C`: append the default CVS-ignore patterns (perishable for protocol
-    /// >= 30), as `recv_filter_list()` does with its `-C` rule. The
+    /// `-C`: append the default CVS-ignore patterns (perishable from
+    /// protocol 30 on), as `recv_filter_list()` does with its `-C` rule. The
     /// per-directory `.cvsignore` files (its `:C` rule), `~/.cvsignore` and
     /// `$CVSIGNORE` are not consulted.
     pub fn add_cvs_excludes(&mut self, protocol: u8) {
@@ -548,8 +549,14 @@ impl FilterList {
     /// `exclude.c: add_rule()`.
     fn add_rule(&mut self, pat: &[u8], mut rflags: u32, xflags: u32) {
         let abs_xflags = xflags & (X_ANCHORED2ABS | X_ABS_IF_SLASH) != 0;
-        if abs_xflags && rflags & F_SIDES == F_RECEIVER_SIDE {
-            return; // a rule for the other side: dropped
+        if abs_xflags {
+            // Daemon rules. Stock drops the rules "for the other side" here,
+            // but decides the side before it has parsed --sender, so a stock
+            // daemon *sender* drops `H`/`s` rules and keeps `r`-only ones
+            // (observed with 3.2.7: `filter = H *.rs -r *.c` hides the .c
+            // files and shows the .rs files). We never push, so every daemon
+            // rule applies: this hides at least what stock hides.
+            rflags &= !F_SIDES;
         }
         let mut pattern = pat.to_vec();
         if pattern.len() > 1 && pattern.last() == Some(&b'/') {
@@ -1052,6 +1059,7 @@ mod tests {
             [
                 "*.tmp",
                 "/pub",
+                "recv-only",
                 "hidden",
                 "keep.me",
                 "secret/***",
@@ -1066,10 +1074,18 @@ mod tests {
             r[1].abs_path && r[1].dir_only,
             "include dirs keep the directory flag"
         );
-        assert!(!r[4].abs_path && !r[4].dir_only && r[4].slash_count == 1);
-        assert!(r[5].abs_path);
-        assert!(r[6].abs_path && r[6].wild == WildKind::Literal);
-        assert_eq!(r[8].action, RuleAction::Include);
+        assert!(
+            r[2].applies_on_sender() && !r[2].receiver_side && !r[3].sender_side,
+            "sides are ignored"
+        );
+        assert!(!r[5].abs_path && !r[5].dir_only && r[5].slash_count == 1);
+        assert!(r[6].abs_path);
+        assert!(r[7].abs_path && r[7].wild == WildKind::Literal);
+        assert_eq!(r[9].action, RuleAction::Include);
+        assert!(matches!(
+            FilterList::from_daemon_params(&rules(&["H  two-spaces"]), &[], &[]),
+            Err(FilterError::Invalid { .. })
+        ));
     }
 
     #[test]
