@@ -725,10 +725,9 @@ fn parse_block_size(v: &[u8]) -> Option<u32> {
     }
     let n: f64 = num.parse().ok()?;
     let lower = suffix.to_ascii_lowercase();
-    let (unit_ch, rest) = match lower.chars().next() {
-        Some(c) => (c, &lower[1..]),
-        None => ('b', ""),
-    };
+    let mut chars = lower.chars();
+    let unit_ch = chars.next().unwrap_or('b');
+    let rest = chars.as_str();
     let base: f64 = match rest {
         "" | "ib" => 1024.0,
         "b" => 1000.0,
@@ -1398,5 +1397,64 @@ mod tests {
         ]);
         let p = parse_server_args(&first, Some(&v(&["rsync", ".", "mod/"]))).unwrap();
         assert_eq!(p.paths, v(&["mod/"]));
+    }
+
+    /// Deterministic pseudo-random argument vectors: never a panic.
+    #[test]
+    fn random_vectors_do_not_panic() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces: &[&[u8]] = &[
+            b"--server",
+            b"--sender",
+            b"-",
+            b"--",
+            b".",
+            b"(null)",
+            b"-s",
+            b"-e",
+            b"-B",
+            b"-M",
+            b"--timeout",
+            b"=",
+            b"\\",
+            b"\xff",
+            b"\xc3\xa9",
+            b"rsync",
+            b"-vvvvz",
+            b"--block-size=",
+            b"k",
+            b"\\",
+            b"0x",
+            b"-1",
+        ];
+        for _ in 0..20_000 {
+            let n = (next() % 8) as usize;
+            let mut list = Vec::new();
+            for _ in 0..n {
+                let mut arg = Vec::new();
+                for _ in 0..(next() % 4) {
+                    arg.extend_from_slice(pieces[(next() as usize) % pieces.len()]);
+                }
+                list.push(arg);
+            }
+            let second = list.split_off(list.len() / 2);
+            let _ = parse_server_args(&list, Some(&second));
+            let _ = parse_server_args(&list, None);
+            let mut wire = Vec::new();
+            for a in &list {
+                wire.extend_from_slice(a);
+                wire.push((next() % 3) as u8 * 5);
+            }
+            let _ = decode_arg_list(&wire, next() % 2 == 0, &Limits::default());
+        }
+        assert_eq!(parse_block_size("1é".as_bytes()), None);
+        assert_eq!(parse_block_size(b"1kb"), Some(1000));
+        assert_eq!(parse_block_size(b"1.5k"), Some(1536));
     }
 }

@@ -1133,4 +1133,39 @@ mod tests {
         let l = FilterList::from_client_rules(&[b"- a\0b".to_vec()], 31).unwrap();
         assert_eq!(l.rules()[0].pattern, b"a");
     }
+
+    /// Deterministic pseudo-random rules and names: never a panic.
+    #[test]
+    fn random_rules_do_not_panic() {
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let alphabet = b"-+!/*?[]^:\\ _,.abCHSPRxpsrenw\t\0";
+        for _ in 0..20_000 {
+            let len = (next() % 12) as usize;
+            let rule: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() as usize) % alphabet.len()])
+                .collect();
+            let name: Vec<u8> = (0..(next() % 10))
+                .map(|_| alphabet[(next() as usize) % alphabet.len()])
+                .collect();
+            for proto in [28u8, 31] {
+                if let Ok(l) = FilterList::from_client_rules(std::slice::from_ref(&rule), proto) {
+                    let _ = l.check(&name, &name, next() % 2 == 0);
+                }
+            }
+            if let Ok(l) = FilterList::from_daemon_params(
+                std::slice::from_ref(&rule),
+                &[],
+                std::slice::from_ref(&rule),
+            ) {
+                let _ = l.check(&name, &name, true);
+            }
+            let _ = crate::wildmatch::wildmatch(&rule, &name);
+        }
+    }
 }
