@@ -101,10 +101,7 @@ impl Matcher {
                     matched = true;
                 }
                 this = Some(p_ch);
-            } else if p_ch == b'-'
-                && prev.is_some()
-                && p.get(pi + 1).is_some_and(|&c| c != b']')
-            {
+            } else if p_ch == b'-' && prev.is_some() && p.get(pi + 1).is_some_and(|&c| c != b']') {
                 pi += 1;
                 let mut hi = p[pi];
                 if hi == b'\\' {
@@ -483,7 +480,12 @@ mod tests {
                 ));
             }
         }
-        assert!(bad.is_empty(), "{} failures:\n{}", bad.len(), bad.join("\n"));
+        assert!(
+            bad.is_empty(),
+            "{} failures:\n{}",
+            bad.len(),
+            bad.join("\n")
+        );
     }
 
     #[test]
@@ -500,10 +502,18 @@ mod tests {
         // Trailing components.
         assert!(wildmatch_array(b"b/*.c", b"a/b/x.c", TrailingComponents(2)));
         assert!(!wildmatch_array(b"b/*.c", b"a/b/x.c", Whole));
-        assert!(!wildmatch_array(b"a/b/*.c", b"b/x.c", TrailingComponents(3)));
+        assert!(!wildmatch_array(
+            b"a/b/*.c",
+            b"b/x.c",
+            TrailingComponents(3)
+        ));
         assert!(wildmatch_array(b"b/x.c", b"b/x.c", TrailingComponents(2)));
         assert!(litmatch_array(b"b/x.c", b"a/b/x.c", TrailingComponents(2)));
-        assert!(!litmatch_array(b"b/x.c", b"a/bb/x.c", TrailingComponents(2)));
+        assert!(!litmatch_array(
+            b"b/x.c",
+            b"a/bb/x.c",
+            TrailingComponents(2)
+        ));
         assert!(!litmatch_array(b"a/b/x.c", b"b/x.c", TrailingComponents(3)));
         // At the start or after any slash.
         assert!(wildmatch_array(b"b/**", b"a/b/c/d", AnySlash));
@@ -540,6 +550,10 @@ mod tests {
         pat3.extend_from_slice(b"/b");
         assert!(!wildmatch(&pat3, &slashy));
         assert!(!wildmatch_array(&pat3, &slashy, MatchAt::AnySlash));
-        assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "took {:?}",
+            start.elapsed()
+        );
     }
 }
