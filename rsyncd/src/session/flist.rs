@@ -604,7 +604,9 @@ impl<'a> BuildCtx<'a> {
     pub fn build_incremental(&self, args: &[Vec<u8>]) -> (IncLists, Vec<(MsgCode, String)>, i32) {
         // First list: reuse the flat builder without recursion below the
         // top level of each argument.
-        let flat_opts = ServerOptions { recursive: false, dirs: true, ..self.opts.clone() };
+        let mut flat_opts = self.opts.clone();
+        flat_opts.recursive = false;
+        flat_opts.dirs = true;
         let shallow = BuildCtx { opts: &flat_opts, inc_first: true, ..*self };
         let mut first = BuildOutcome::default();
         let mut seen = std::collections::HashSet::new();

@@ -244,7 +244,6 @@ fn check_supported(p: ParsedArgs, module: &ModuleRuntime) -> Result<ParsedArgs, 
         };
         Err(ArgError::Unsupported { option: long.to_string(), message })
     };
-    o.check_wire_support()?;
     if o.copy_links {
         refuse("copy-links", Some('L'))?;
     }
