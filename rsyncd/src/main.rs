@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
         let daemon = rsyncd::access::identity::process_identity();
         let mut bad = 0;
         for m in &cfg.modules {
-            if let Err(e) = rsyncd::server::module_rules(m, &daemon) {
+            if let Err(e) = rsyncd::server::module_rules(m, cfg.global.reverse_lookup, &daemon) {
                 eprintln!("module {}: {e}", m.name);
                 bad += 1;
             }

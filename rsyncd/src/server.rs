@@ -47,8 +47,11 @@ pub enum StartError {
 /// Compile a module's access rules (everything but the snapshot), checking
 /// what can be checked before any client connects: the identity resolves,
 /// the host tokens parse, the secrets file passes `strict modes`.
-pub fn module_rules(m: &Module, daemon: &Identity) -> Result<ModuleRules, String> {
-    let hosts = HostAcl::from_tokens(&m.hosts_allow, &m.hosts_deny, m.reverse_lookup, m.forward_lookup).map_err(|e| e.to_string())?;
+/// `global_reverse` is the global `reverse lookup` (stock resolves the
+/// client's name at connect time when it is on, whatever the module says).
+pub fn module_rules(m: &Module, global_reverse: bool, daemon: &Identity) -> Result<ModuleRules, String> {
+    let reverse = global_reverse || m.reverse_lookup;
+    let hosts = HostAcl::from_tokens(&m.hosts_allow, &m.hosts_deny, reverse, m.forward_lookup).map_err(|e| e.to_string())?;
     let floor = match m.auth_digest.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
         Some(d) => Some(auth::parse_digest_floor(d).ok_or_else(|| format!("auth digest \"{d}\" is not supported"))?),
         None => None,
@@ -95,9 +98,16 @@ fn read_rules_file(p: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
-fn module_runtime(m: &Module, state_dir: &Path, generation: u64, listener: usize, daemon: &Identity) -> Result<ModuleRuntime, StartError> {
+fn module_runtime(
+    m: &Module,
+    global_reverse: bool,
+    state_dir: &Path,
+    generation: u64,
+    listener: usize,
+    daemon: &Identity,
+) -> Result<ModuleRuntime, StartError> {
     let err = |message: String| StartError::Module { module: m.name.clone(), message };
-    let rules = module_rules(m, daemon).map_err(err)?;
+    let rules = module_rules(m, global_reverse, daemon).map_err(err)?;
     let include_from = m.include_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("include from: {e}")))?;
     let exclude_from = m.exclude_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("exclude from: {e}")))?;
     let daemon_filter = FilterList::from_daemon_config(&DaemonFilterParams {
@@ -162,7 +172,7 @@ pub fn build_state(config: &Config, state_dir: &Path, settings: SessionSettings,
     let mut modules = Vec::new();
     for m in &config.modules {
         let listener = m.daemon_port.and_then(|p| ports.iter().position(|&q| q == p)).unwrap_or(0);
-        modules.push(Arc::new(module_runtime(m, state_dir, generation, listener, &daemon)?));
+        modules.push(Arc::new(module_runtime(m, config.global.reverse_lookup, state_dir, generation, listener, &daemon)?));
     }
     let motd = match &config.global.motd_file {
         Some(p) => Some(std::fs::read(p).map_err(|err| StartError::Motd { path: p.clone(), err })?),

@@ -128,6 +128,10 @@ pub struct Global {
     pub daemon_uid: Option<String>,
     /// `daemon gid` (not yet supported).
     pub daemon_gid: Option<String>,
+    /// `reverse lookup` as set in the global context (default yes): stock
+    /// resolves the client's name at connect time when it is on, whatever
+    /// the module says.
+    pub reverse_lookup: bool,
     /// `max sessions` (our extension): sessions at once on each listener.
     pub max_sessions: usize,
     /// `max sessions per host` (our extension): sessions at once from one
@@ -1646,7 +1650,15 @@ impl<'o> Loader<'o> {
         };
         let max_sessions = count(self, P::MaxSessions, 1024);
         let max_sessions_per_host = count(self, P::MaxSessionsPerHost, 64);
+        let reverse_lookup = !matches!(
+            self.vars[P::ReverseLookup as usize],
+            Some(Setting {
+                value: Value::Bool(false),
+                ..
+            })
+        );
         Global {
+            reverse_lookup,
             max_sessions,
             max_sessions_per_host,
             port,
@@ -1814,7 +1826,7 @@ impl<'o> Loader<'o> {
             for t in list {
                 if let Err(e) = hosts::parse_token(t) {
                     let o = self.origin_or(sec, p);
-                    self.problem(&o, Some(p), format!("module {n}: {e}"));
+                    self.problem(&o, Some(p), format!("module {n}: {}: {e}", p.label()));
                 }
             }
         }

@@ -68,6 +68,8 @@ pub struct Session {
     pub(crate) user: Option<Vec<u8>>,
     /// The `max connections` slot, held for the whole session.
     _slot: Option<Slot>,
+    /// End without the graceful shutdown-and-drain (see `refuse`).
+    abortive_close: bool,
 }
 
 /// Serve one connection arriving on listener `listener`. Never panics on
@@ -92,10 +94,17 @@ pub fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerSt
         client_digests: None,
         user: None,
         _slot: None,
+        abortive_close: false,
     };
     let r = s.run();
     if let Err(e) = &r {
         tracing::info!(peer = %peer, "session ended: {e}");
+    }
+    if s.abortive_close {
+        // Like stock after refusing the arguments: just exit.  The client's
+        // unread filter list makes the kernel reset the connection, and the
+        // client reports "Connection reset by peer" (exit 10), as with stock.
+        return r;
     }
     s.out.shutdown();
     // Drain briefly so the kernel does not reset the connection while the
@@ -319,26 +328,35 @@ impl Session {
         self.input.set_limits(ReadLimits { deadline: None, idle: self.idle_timeout });
         if module.rules.write_only {
             // main.c: do_server_sender().
-            return self.refuse_text("ERROR: module is write only".into(), Rerr::Syntax);
+            return self.refuse_fatal("ERROR: module is write only".into(), Rerr::Syntax);
         }
         transfer::run_sender(self, module, parsed)
     }
 
     /// Stock behaviour for arguments it will not run (`rsync_module()`):
     /// finish the binary setup without the client's capabilities, start
-    /// multiplexing, send the error, wait a moment and exit.
+    /// multiplexing, send the error, wait a moment and exit.  A push is
+    /// refused later in stock (`do_server_recv()`), as a fatal error.
     fn refuse(&mut self, e: ArgError) -> Result<(), SessionError> {
         let (text, code) = match &e {
-            ArgError::Push => ("ERROR: module is read only".to_string(), Rerr::Syntax),
+            ArgError::Push => return self.refuse_fatal("ERROR: module is read only".to_string(), Rerr::Syntax),
             ArgError::Unsupported { message, .. } => (format!("rsync: {message}"), Rerr::Unsupported),
             ArgError::Unknown { message } => (format!("rsync: {message}"), Rerr::Syntax),
             ArgError::Syntax { message } => (format!("rsync: {message}"), Rerr::Syntax),
         };
-        self.refuse_text(text, code)
+        self.refused_setup()?;
+        let mut t = text.clone();
+        t.push('\n');
+        self.out.msg(MsgCode::Error, t.as_bytes())?;
+        self.out.flush()?;
+        std::thread::sleep(Duration::from_millis(400));
+        self.abortive_close = true;
+        Err(SessionError::Exit { code, message: text })
     }
 
-    /// Finish the setup, send `text` as an error message and end the session.
-    fn refuse_text(&mut self, text: String, code: Rerr) -> Result<(), SessionError> {
+    /// The binary setup of a session that will not transfer: compat flags
+    /// (without the client's capabilities), seed, multiplexing.
+    fn refused_setup(&mut self) -> Result<(), SessionError> {
         let mut b = Vec::new();
         if self.protocol >= 30 {
             put_varint(&mut b, compat::REFUSED_ARGS_COMPAT_FLAGS as i32);
@@ -346,11 +364,20 @@ impl Session {
         put_i32(&mut b, self.new_seed());
         self.out.raw(&b)?;
         self.out.start_mux()?;
+        Ok(())
+    }
+
+    /// A fatal error after the setup (`exit_cleanup()` in the server role):
+    /// the text, then MSG_ERROR_EXIT with the code for protocol >= 31.
+    fn refuse_fatal(&mut self, text: String, code: Rerr) -> Result<(), SessionError> {
+        self.refused_setup()?;
         let mut t = text.clone();
         t.push('\n');
         self.out.msg(MsgCode::Error, t.as_bytes())?;
+        if self.protocol >= 31 {
+            self.out.msg(MsgCode::ErrorExit, &code.code().to_le_bytes())?;
+        }
         self.out.flush()?;
-        std::thread::sleep(Duration::from_millis(400));
         Err(SessionError::Exit { code, message: text })
     }
 
