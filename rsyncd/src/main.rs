@@ -52,7 +52,8 @@ fn main() -> anyhow::Result<()> {
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RSYNCD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RSYNCD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let (cfg, default_port, embedded) = match (&cli.config, &cli.dir) {
@@ -64,14 +65,15 @@ fn main() -> anyhow::Result<()> {
             }
             let name = dir
                 .file_name()
-                .map(|n| n.to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect::<String>())
+                .map(|n| {
+                    n.to_string_lossy()
+                        .chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+                        .collect::<String>()
+                })
                 .filter(|n| !n.is_empty())
                 .unwrap_or_else(|| "files".to_string());
-            let text = format!(
-                "[{name}]\n    path = {}\n    comment = {}\n    read only = yes\n",
-                dir.display(),
-                dir.display()
-            );
+            let text = format!("[{name}]\n    path = {}\n    comment = {}\n    read only = yes\n", dir.display(), dir.display());
             let cfg = config::parse_str(&text, std::path::Path::new("<embedded>")).map_err(|e| anyhow::anyhow!("{e}"))?;
             (cfg, DEFAULT_DIR_PORT, Some(name))
         }

@@ -108,8 +108,10 @@ fn module_runtime(
 ) -> Result<ModuleRuntime, StartError> {
     let err = |message: String| StartError::Module { module: m.name.clone(), message };
     let rules = module_rules(m, global_reverse, daemon).map_err(err)?;
-    let include_from = m.include_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("include from: {e}")))?;
-    let exclude_from = m.exclude_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("exclude from: {e}")))?;
+    let include_from =
+        m.include_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("include from: {e}")))?;
+    let exclude_from =
+        m.exclude_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("exclude from: {e}")))?;
     let daemon_filter = FilterList::from_daemon_config(&DaemonFilterParams {
         filter: &m.filter,
         include_from: include_from.as_deref(),
@@ -161,7 +163,12 @@ pub fn listener_ports(config: &Config, main_port: u16) -> Vec<u16> {
 
 /// Build every module's snapshot and the shared server state.  `main_port`
 /// is the port of the main listener (modules without a `daemon port`).
-pub fn build_state(config: &Config, state_dir: &Path, settings: SessionSettings, main_port: u16) -> Result<ServerState, StartError> {
+pub fn build_state(
+    config: &Config,
+    state_dir: &Path,
+    settings: SessionSettings,
+    main_port: u16,
+) -> Result<ServerState, StartError> {
     std::fs::create_dir_all(state_dir).map_err(|e| StartError::Module {
         module: "*".into(),
         message: format!("creating state dir {}: {e}", state_dir.display()),
@@ -180,7 +187,10 @@ pub fn build_state(config: &Config, state_dir: &Path, settings: SessionSettings,
     };
     let listeners = ports
         .iter()
-        .map(|&port| ListenerSpec { port, caps: SessionCaps::new(config.global.max_sessions, config.global.max_sessions_per_host) })
+        .map(|&port| ListenerSpec {
+            port,
+            caps: SessionCaps::new(config.global.max_sessions, config.global.max_sessions_per_host),
+        })
         .collect();
     Ok(ServerState { modules, listeners, motd, settings, daemon_is_root: daemon.is_root() })
 }
@@ -240,7 +250,8 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize) {
                 let mut s = stream;
                 let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
                 let _ = s.write_all(&protocol::greeting::server_greeting());
-                let _ = s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+                let _ =
+                    s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
                 continue;
             }
         };

@@ -57,9 +57,7 @@ impl Fixture {
 
 fn auth_module(f: &Fixture, secrets_mode: u32) -> ModuleSpec {
     let secrets = f.file("secrets", "# users\nalice:wonderland\nbob:builder\n@root:grouppw\n", secrets_mode);
-    f.module("auth")
-        .with("auth users", "alice, bob:ro, carol:deny, @root")
-        .with("secrets file", &secrets)
+    f.module("auth").with("auth users", "alice, bob:ro, carol:deny, @root").with("secrets file", &secrets)
 }
 
 /// Both sides must report the same exit code and `text` in stderr.
@@ -158,7 +156,8 @@ fn auth_right_password() {
     interop_tests::require_rsync!();
     let f = fixture();
     let pw = f.file("pw", "wonderland\n", 0o600);
-    for (name, extra) in [("auth_ok", &[][..]), ("auth_ok_p30", &["--protocol=30"][..]), ("auth_ok_p29", &["--protocol=29"][..])] {
+    for (name, extra) in [("auth_ok", &[][..]), ("auth_ok_p30", &["--protocol=30"][..]), ("auth_ok_p29", &["--protocol=29"][..])]
+    {
         let (a, _) = differential(&login_case(name, &f, auth_module(&f, 0o600), "alice", &pw, extra).expect_code(0));
         assert!(a.stderr.is_empty(), "{}", a.stderr);
     }
@@ -186,14 +185,15 @@ fn auth_failures_look_alike() {
     both_fail_with(&login_case("auth_strict_modes", &f, auth_module(&f, 0o644), "alice", &good, &[]), 5, text);
     // ... and the daemon says why, in stock's words.
     let d = our_daemon(&[auth_module(&f, 0o644)], &[]);
-    let r = run_client(&["-a", &format!("--password-file={good}"), &format!("rsync://alice@127.0.0.1:{}/auth/", d.port), "/nonexistent-dest/"]);
+    let r = run_client(&[
+        "-a",
+        &format!("--password-file={good}"),
+        &format!("rsync://alice@127.0.0.1:{}/auth/", d.port),
+        "/nonexistent-dest/",
+    ]);
     assert_eq!(r.code, 5);
     std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        d.log().contains("secrets file must not be other-accessible (see strict modes option)"),
-        "{}",
-        d.log()
-    );
+    assert!(d.log().contains("secrets file must not be other-accessible (see strict modes option)"), "{}", d.log());
     // ... unless strict modes is off.
     let m = auth_module(&f, 0o644).with("strict modes", "no");
     differential(&login_case("auth_lax_modes", &f, m, "alice", &good, &[]).expect_code(0));
@@ -361,7 +361,8 @@ fn malformed_host_tokens_stop_our_daemon() {
         let conf = dir.path().join("bad.conf");
         std::fs::write(&conf, format!("[m]\npath = {}\nhosts deny = {bad}\n", f.root.display())).unwrap();
         let (bin, _) = interop_tests::ours_binary();
-        let out = std::process::Command::new(bin).arg(format!("--config={}", conf.display())).arg("--check-config").output().unwrap();
+        let out =
+            std::process::Command::new(bin).arg(format!("--config={}", conf.display())).arg("--check-config").output().unwrap();
         assert!(!out.status.success(), "{bad}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("hosts deny") && err.contains(bad), "{bad}: {err}");

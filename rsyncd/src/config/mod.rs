@@ -1837,7 +1837,14 @@ impl<'o> Loader<'o> {
             self.module_bool(sec, P::ForwardLookup),
         ) {
             for w in acl.warnings() {
-                let o = self.origin_or(sec, if w.starts_with("hosts deny") { P::HostsDeny } else { P::HostsAllow });
+                let o = self.origin_or(
+                    sec,
+                    if w.starts_with("hosts deny") {
+                        P::HostsDeny
+                    } else {
+                        P::HostsAllow
+                    },
+                );
                 self.warn(&o, format!("module {n}: {w}"));
             }
         }
@@ -1853,7 +1860,12 @@ impl<'o> Loader<'o> {
         }
         if !auth_users.is_empty() && !has_secrets {
             let o = self.origin_or(sec, P::AuthUsers);
-            self.warn(&o, format!("module {n} has \"auth users\" but no \"secrets file\": every login will fail"));
+            self.warn(
+                &o,
+                format!(
+                    "module {n} has \"auth users\" but no \"secrets file\": every login will fail"
+                ),
+            );
         }
         let rules = rf::RefuseRules::new(refuse, has_charset);
         for t in &rules.unmatched {
@@ -1981,14 +1993,28 @@ impl<'o> Loader<'o> {
         let hosts_allow = hosts(hosts_allow);
         let hosts_deny = hosts(hosts_deny);
         let auth_users = auth_users.map(|t| conf_strtok(&t)).unwrap_or_default();
-        self.check_access(sec, n, &hosts_allow, &hosts_deny, &auth_users, secrets_file.is_some(), auth_digest.as_deref(), &refuse_options, charset.is_some());
+        self.check_access(
+            sec,
+            n,
+            &hosts_allow,
+            &hosts_deny,
+            &auth_users,
+            secrets_file.is_some(),
+            auth_digest.as_deref(),
+            &refuse_options,
+            charset.is_some(),
+        );
         let daemon_port = match self.module_int(sec, P::DaemonPort) {
             0 => None,
             v => match u16::try_from(v) {
                 Ok(p) => Some(p),
                 Err(_) => {
                     let o = self.origin_or(sec, P::DaemonPort);
-                    self.problem(&o, Some(P::DaemonPort), format!("daemon port {v} is out of range"));
+                    self.problem(
+                        &o,
+                        Some(P::DaemonPort),
+                        format!("daemon port {v} is out of range"),
+                    );
                     None
                 }
             },

@@ -318,7 +318,14 @@ pub(crate) const TABLE: &[Def] = &[
         DefaultValue::Null,
         NotYet,
     ),
-    def(P::Exclude, "exclude", L, Kind::Str, DefaultValue::Null, Protection),
+    def(
+        P::Exclude,
+        "exclude",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Protection,
+    ),
     def(
         P::ExcludeFrom,
         "exclude from",
@@ -327,7 +334,14 @@ pub(crate) const TABLE: &[Def] = &[
         DefaultValue::Null,
         Protection,
     ),
-    def(P::Filter, "filter", L, Kind::Str, DefaultValue::Null, Protection),
+    def(
+        P::Filter,
+        "filter",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Protection,
+    ),
     def(P::Gid, "gid", L, Kind::Str, DefaultValue::Null, Yes),
     def(
         P::HostsAllow,
@@ -607,7 +621,14 @@ pub(crate) const TABLE: &[Def] = &[
     ),
     // Our extension: serve the module only on the listener of this port
     // (0: the main listener).  See docs/operations.md.
-    def(P::DaemonPort, "daemon port", L, Kind::Int, DefaultValue::Int(0), Yes),
+    def(
+        P::DaemonPort,
+        "daemon port",
+        L,
+        Kind::Int,
+        DefaultValue::Int(0),
+        Yes,
+    ),
 ];
 
 /// Stock's syslog facility names (`enum_syslog_facility` in loadparm.c), with

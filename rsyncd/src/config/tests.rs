@@ -596,7 +596,10 @@ fn access_parameters_are_checked_at_load() {
     ));
     assert_eq!(c.modules[0].auth_users, ["tridge", "susan"]);
     assert_eq!(c.modules[0].auth_digest.as_deref(), Some("sha256"));
-    assert_eq!(c.modules[1].hosts_allow, ["10.0.0.0/8", "::ffff:192.0.2.0/120", "127.0.0.1"]);
+    assert_eq!(
+        c.modules[1].hosts_allow,
+        ["10.0.0.0/8", "::ffff:192.0.2.0/120", "127.0.0.1"]
+    );
     assert!(c.modules[3].hosts_allow.is_empty());
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     // Tokens stock would quietly fail to match are errors here.
@@ -619,7 +622,11 @@ fn access_parameters_are_checked_at_load() {
             (11, "auth digest".to_owned()),
         ]
     );
-    assert!(e.problems[0].message.contains("\"10.1\""), "{}", e.problems[0].message);
+    assert!(
+        e.problems[0].message.contains("\"10.1\""),
+        "{}",
+        e.problems[0].message
+    );
     // Auth users without a secrets file, hostname tokens that cannot match,
     // and refuse tokens that match nothing are warnings.
     let c = ok("[a]\npath = /a\nauth users = x\nrefuse options = checksum frobnicate\nreverse lookup = no\nhosts allow = *.example.org\n");
@@ -661,13 +668,32 @@ fn write_only_and_exclude_from_are_accepted() {
 #[test]
 fn our_extensions() {
     let c = ok("max sessions = 10\nmax sessions per host = 2\n[pub]\npath = /p\n[priv]\npath = /q\ndaemon port = 874\n");
-    assert_eq!((c.global.max_sessions, c.global.max_sessions_per_host), (10, 2));
-    assert_eq!((c.modules[0].daemon_port, c.modules[1].daemon_port), (None, Some(874)));
+    assert_eq!(
+        (c.global.max_sessions, c.global.max_sessions_per_host),
+        (10, 2)
+    );
+    assert_eq!(
+        (c.modules[0].daemon_port, c.modules[1].daemon_port),
+        (None, Some(874))
+    );
     let c = ok("[m]\npath = /p\n");
-    assert_eq!((c.global.max_sessions, c.global.max_sessions_per_host), (1024, 64));
+    assert_eq!(
+        (c.global.max_sessions, c.global.max_sessions_per_host),
+        (1024, 64)
+    );
     let e = err("max sessions = 0\n[m]\npath = /p\ndaemon port = 70000\n");
-    let got: Vec<_> = e.problems.iter().map(|p| (p.line, p.key.clone().unwrap_or_default())).collect();
-    assert_eq!(got, [(1, "max sessions".to_owned()), (4, "daemon port".to_owned())]);
+    let got: Vec<_> = e
+        .problems
+        .iter()
+        .map(|p| (p.line, p.key.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "max sessions".to_owned()),
+            (4, "daemon port".to_owned())
+        ]
+    );
 }
 // ---------------------------------------------------------------------------
 // Fixtures

@@ -74,7 +74,12 @@ pub struct Session {
 
 /// Serve one connection arriving on listener `listener`. Never panics on
 /// client input; returns how it ended.
-pub fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>, listener: usize) -> Result<(), SessionError> {
+pub fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    listener: usize,
+) -> Result<(), SessionError> {
     let _ = stream.set_nodelay(true);
     let settings = state.settings.clone();
     let deadline = Instant::now() + settings.handshake_timeout;
@@ -445,7 +450,10 @@ fn digest_label(d: AuthDigest) -> &'static str {
 }
 
 /// Read helper used by the transfer code: decode with a `Reader`.
-pub(crate) fn with_reader<T>(b: &[u8], f: impl FnOnce(&mut Reader<'_>) -> protocol::DecodeResult<T>) -> protocol::DecodeResult<(T, usize)> {
+pub(crate) fn with_reader<T>(
+    b: &[u8],
+    f: impl FnOnce(&mut Reader<'_>) -> protocol::DecodeResult<T>,
+) -> protocol::DecodeResult<(T, usize)> {
     let mut r = Reader::new(b);
     let v = f(&mut r)?;
     Ok((v, r.consumed()))
