@@ -92,9 +92,7 @@ pub fn module_rules(m: &Module, global_reverse: bool, daemon: &Identity) -> Resu
 }
 
 fn read_rules_file(p: &Path) -> Result<Vec<u8>, String> {
-    if let Err(why) = auth::check_symlinks(p) {
-        return Err(why);
-    }
+    auth::check_symlinks(p)?;
     std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 

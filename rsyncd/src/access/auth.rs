@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(negotiate_digest(None, 30), Some(AuthDigest::Md5));
         assert_eq!(negotiate_digest(None, 29), Some(AuthDigest::Md4Legacy));
         assert!(below_floor(AuthDigest::Md5, AuthDigest::Sha256));
-        assert!(below_floor(AuthDigest::Md4Legacy, AuthDigest::Md4) == false);
+        assert!(!below_floor(AuthDigest::Md4Legacy, AuthDigest::Md4));
         assert!(!below_floor(AuthDigest::Sha512, AuthDigest::Sha256));
         assert!(!below_floor(AuthDigest::Sha256, AuthDigest::Sha256));
         assert_eq!(parse_digest_floor(" SHA256 "), Some(AuthDigest::Sha256));

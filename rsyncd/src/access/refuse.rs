@@ -341,10 +341,9 @@ fn apply(states: &mut [State], negated: bool, token: &str) -> bool {
         if !row_matches(pat.as_bytes(), long, short) {
             continue;
         }
+        // A wildcard only touches wild-card-able rows; an exact name any row.
         let st = &mut states[i];
-        if st.wild {
-            st.refused = !negated;
-        } else if !is_wild {
+        if st.wild || !is_wild {
             st.refused = !negated;
         }
         found = true;
@@ -464,8 +463,7 @@ impl RefuseRules {
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| matches!(r.1, Some('r' | 'd' | 'l' | 'p' | 't' | 'g' | 'o' | 'D')))
-                .filter(|(i, _)| self.refused[*i])
-                .last();
+                .rfind(|(i, _)| self.refused[*i]);
             if let Some((_, r)) = part {
                 return Err(refusal(r.0, r.1));
             }
