@@ -91,7 +91,10 @@ fn main() -> anyhow::Result<()> {
         let daemon = rsyncd::access::identity::process_identity();
         let mut bad = 0;
         for m in &cfg.modules {
-            if let Err(e) = rsyncd::server::module_rules(m, cfg.global.reverse_lookup, &daemon) {
+            if !m.path.is_dir() {
+                eprintln!("module {}: path {} is not a directory", m.name, m.path.display());
+                bad += 1;
+            } else if let Err(e) = rsyncd::server::module_rules(m, cfg.global.reverse_lookup, &daemon) {
                 eprintln!("module {}: {e}", m.name);
                 bad += 1;
             }

@@ -313,7 +313,7 @@ impl<'r> PeerInfo<'r> {
             return n.clone();
         }
         let n = match self.resolver.reverse(self.peer.addr) {
-            Lookup::Found(n) => (HostName::Name(n.to_ascii_lowercase()), false),
+            Lookup::Found(n) => (HostName::Name(n), false),
             Lookup::NotFound => (HostName::Unknown, false),
             Lookup::Failed => (HostName::Unknown, true),
         };
@@ -887,7 +887,7 @@ mod tests {
         );
         assert!(!a.allows(&mut p));
         assert_eq!(p.host(false).0.shown(), "UNDETERMINED");
-        assert_eq!(p.host(true).0.shown(), "mirror.example.org");
+        assert_eq!(p.host(true).0.shown(), "Mirror.Example.org", "shown as resolved; matched case-insensitively");
         let mut q = PeerInfo::new(
             Peer {
                 addr: ip("203.0.113.5"),

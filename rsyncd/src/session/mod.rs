@@ -206,8 +206,9 @@ impl Session {
                     return self.text_error(&format!("Unknown module '{}'", module.name));
                 }
                 let host = who.host(rules.hosts.reverse_lookup).0;
-                tracing::info!("rsync denied on module {} from {} ({shown_addr})", module.name, host.shown());
-                return self.text_error(&format!("access denied to {} from {} ({shown_addr})", module.name, host.shown()));
+                let host = files::safe_name(host.shown().as_bytes());
+                tracing::info!("rsync denied on module {} from {host} ({shown_addr})", module.name);
+                return self.text_error(&format!("access denied to {} from {host} ({shown_addr})", module.name));
             }
         }
         match claim_connection(&rules.lock_file, rules.max_connections) {
