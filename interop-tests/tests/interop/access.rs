@@ -700,3 +700,31 @@ fn write_only_module_refuses_pulls() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("ERROR: module is write only\n"), "{}", r.stderr);
 }
+
+/// Implied refusals agree with stock, whatever the outcome.
+#[test]
+fn refuse_implied_options_like_stock() {
+    interop_tests::require_rsync!();
+    let f = fixture();
+    for (name, refuse, args) in [
+        ("refuse_delete", "delete", &["-r", "--delete"][..]),
+        ("refuse_delete_excluded", "delete", &["-r", "--delete-excluded"][..]),
+        ("refuse_partial_P", "partial", &["-rP"][..]),
+        ("refuse_progress_P", "progress", &["-rP"][..]),
+        ("refuse_inplace", "inplace", &["-r", "--inplace"][..]),
+        ("refuse_partial_by_inplace", "partial", &["-r", "--inplace"][..]),
+        ("refuse_times_by_a", "times", &["-a"][..]),
+        ("refuse_wild_perms", "p*", &["-a"][..]),
+        ("refuse_negated", "* !a !v !e", &["-av"][..]),
+        ("refuse_negated_c", "* !a !v !e", &["-avc"][..]),
+        ("refuse_compress_level", "compress", &["-r", "--compress-level=3"][..]),
+        ("refuse_zc", "compress", &["-r", "--zc=zstd"][..]),
+        ("refuse_dry_run_exact", "n", &["-rn"][..]),
+        ("refuse_dry_run_wild", "*", &["-rn"][..]),
+    ] {
+        let mut args = args.to_vec();
+        args.push("-t");
+        let out = compare_case(&refuse_case(name, &f, refuse, &args));
+        assert!(out.mismatches.is_empty(), "{}", out.report(name));
+    }
+}
