@@ -5,6 +5,7 @@
 //! rsyncd.conf ([`config`]), builds the modules' snapshots ([`server`]),
 //! and runs one [`session`] per connection.
 
+pub mod access;
 pub mod config;
 pub mod module;
 pub mod server;

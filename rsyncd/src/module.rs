@@ -8,7 +8,32 @@ use filelist_cache::Snapshot;
 use protocol::filter::FilterList;
 use protocol::limits::Limits;
 
+use crate::access::auth::AuthConfig;
+use crate::access::hosts::HostAcl;
+use crate::access::identity::ModuleAccess;
+use crate::access::limits::SessionCaps;
+use crate::access::refuse::RefuseRules;
 use crate::session::files::ModuleRoot;
+
+/// Who may use a module and what they may ask for, compiled at start-up.
+pub struct ModuleRules {
+    /// `hosts allow` / `hosts deny`, `reverse lookup`, `forward lookup`.
+    pub hosts: HostAcl,
+    /// `auth users`, `secrets file`, `strict modes`, `auth digest`.
+    pub auth: AuthConfig,
+    /// `refuse options`.
+    pub refuse: RefuseRules,
+    /// `uid` / `gid`: what the module's identity may read.
+    pub access: Arc<ModuleAccess>,
+    /// `max connections` (0: no limit; negative: module disabled).
+    pub max_connections: i32,
+    /// `lock file`.
+    pub lock_file: PathBuf,
+    /// `timeout` (None when 0).
+    pub timeout: Option<Duration>,
+    /// `write only`.
+    pub write_only: bool,
+}
 
 /// One module as the sessions see it.
 pub struct ModuleRuntime {
@@ -27,8 +52,13 @@ pub struct ModuleRuntime {
     pub snapshot: Arc<Snapshot>,
     /// Held directory fd of the module root.
     pub root: ModuleRoot,
-    /// Daemon-side filter rules (`filter`, `include`, `exclude`).
+    /// Daemon-side filter rules (`filter`, `include from`, `include`,
+    /// `exclude from`, `exclude`).
     pub daemon_filter: FilterList,
+    /// Index of the listener that serves this module (see [`ServerState::listeners`]).
+    pub listener: usize,
+    /// Access rules.
+    pub rules: ModuleRules,
 }
 
 /// Settings every session uses.
@@ -36,7 +66,8 @@ pub struct ModuleRuntime {
 pub struct SessionSettings {
     /// Absolute deadline for greeting, module line, auth and arguments.
     pub handshake_timeout: Duration,
-    /// Idle timeout once the transfer runs (0 = none).
+    /// Idle timeout once the transfer runs (0 = none); a module `timeout` or
+    /// the client's `--timeout` replaces it when set.
     pub idle_timeout: Option<Duration>,
     /// Wire limits.
     pub limits: Limits,
@@ -55,19 +86,39 @@ impl Default for SessionSettings {
     }
 }
 
+/// One listening port and the modules bound to it.
+#[derive(Debug)]
+pub struct ListenerSpec {
+    /// The configured port (0 lets the OS choose, for the main listener in tests).
+    pub port: u16,
+    /// Session caps of this listener (a flood on one listener cannot use
+    /// another's capacity).
+    pub caps: Arc<SessionCaps>,
+}
+
 /// Everything a session needs from the server.
 pub struct ServerState {
     /// Modules in configuration order.
     pub modules: Vec<Arc<ModuleRuntime>>,
+    /// Listeners; index 0 is the main one.
+    pub listeners: Vec<ListenerSpec>,
     /// MOTD text, if configured.
     pub motd: Option<Vec<u8>>,
     /// Session settings.
     pub settings: SessionSettings,
+    /// The daemon runs as root (secrets-file ownership rule).
+    pub daemon_is_root: bool,
 }
 
 impl ServerState {
-    /// Find a module by name.
-    pub fn module(&self, name: &[u8]) -> Option<&Arc<ModuleRuntime>> {
-        self.modules.iter().find(|m| m.name.as_bytes() == name)
+    /// Find a module by name among those served on `listener`.  Like stock's
+    /// `lp_number()`, the last definition of a name wins.
+    pub fn module(&self, name: &[u8], listener: usize) -> Option<&Arc<ModuleRuntime>> {
+        self.modules.iter().rev().find(|m| m.listener == listener && m.name.as_bytes() == name)
+    }
+
+    /// The modules a listing on `listener` shows (`list = yes`), in order.
+    pub fn listed(&self, listener: usize) -> impl Iterator<Item = &Arc<ModuleRuntime>> {
+        self.modules.iter().filter(move |m| m.list && m.listener == listener)
     }
 }

@@ -1,21 +1,32 @@
-//! Listeners, module start-up and the accept loop.
+//! Listeners, module start-up and the accept loops.
+//!
+//! One process may listen on several ports (our `daemon port` module
+//! parameter; see docs/operations.md): each module is served only on its
+//! listener, and each listener has its own session caps, so a flood of
+//! public clients cannot use up the capacity of a private listener.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use filelist_cache::{build_snapshot, BuildOptions, Snapshot};
-use protocol::filter::FilterList;
+use protocol::filter::{DaemonFilterParams, FilterList};
 
+use crate::access::auth::{self, AuthConfig};
+use crate::access::hosts::HostAcl;
+use crate::access::identity::{self, Identity, ModuleAccess};
+use crate::access::limits::{CapExceeded, SessionCaps};
+use crate::access::refuse::RefuseRules;
 use crate::config::{Config, Module};
-use crate::module::{ModuleRuntime, ServerState, SessionSettings};
+use crate::module::{ListenerSpec, ModuleRules, ModuleRuntime, ServerState, SessionSettings};
 use crate::session::files::ModuleRoot;
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// A module's tree could not be scanned or its snapshot written/opened.
+    /// A module's tree could not be scanned or its snapshot written/opened,
+    /// or its access settings could not be applied.
     #[error("module '{module}': {message}")]
     Module {
         /// Module name.
@@ -33,8 +44,80 @@ pub enum StartError {
     },
 }
 
-fn module_runtime(m: &Module, state_dir: &Path, generation: u64) -> Result<ModuleRuntime, StartError> {
+/// Compile a module's access rules (everything but the snapshot), checking
+/// what can be checked before any client connects: the identity resolves,
+/// the host tokens parse, the secrets file passes `strict modes`.
+/// `global_reverse` is the global `reverse lookup` (stock resolves the
+/// client's name at connect time when it is on, whatever the module says).
+pub fn module_rules(m: &Module, global_reverse: bool, daemon: &Identity) -> Result<ModuleRules, String> {
+    let reverse = global_reverse || m.reverse_lookup;
+    let hosts = HostAcl::from_tokens(&m.hosts_allow, &m.hosts_deny, reverse, m.forward_lookup).map_err(|e| e.to_string())?;
+    let floor = match m.auth_digest.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => Some(auth::parse_digest_floor(d).ok_or_else(|| format!("auth digest \"{d}\" is not supported"))?),
+        None => None,
+    };
+    let auth = AuthConfig {
+        rules: auth::parse_auth_users(&m.auth_users),
+        secrets_file: m.secrets_file.clone(),
+        strict_modes: m.strict_modes,
+        floor,
+    };
+    if auth.required() {
+        if let Some(p) = &auth.secrets_file {
+            // Stock only finds out at the first login; say it now as well
+            // (logins keep failing with stock's log text until it is fixed).
+            match std::fs::metadata(p) {
+                Ok(md) => {
+                    if let Some(why) = m.strict_modes.then(|| auth::strict_modes_problem(&md, daemon.is_root())).flatten() {
+                        tracing::warn!(module = %m.name, "{}: {why}", p.display());
+                    }
+                }
+                Err(e) => tracing::warn!(module = %m.name, "secrets file {}: {e}", p.display()),
+            }
+        }
+    }
+    let refuse = RefuseRules::new(&m.refuse_options, m.charset.is_some());
+    let id = identity::module_identity(m.uid.as_deref(), &m.gid, daemon).map_err(|e| e.to_string())?;
+    let access = ModuleAccess::new(id, &m.path).map_err(|e| format!("opening {}: {e}", m.path.display()))?;
+    Ok(ModuleRules {
+        hosts,
+        auth,
+        refuse,
+        access: Arc::new(access),
+        max_connections: m.max_connections,
+        lock_file: m.lock_file.clone(),
+        timeout: (m.timeout > 0).then(|| Duration::from_secs(u64::from(m.timeout))),
+        write_only: m.write_only,
+    })
+}
+
+fn read_rules_file(p: &Path) -> Result<Vec<u8>, String> {
+    auth::check_symlinks(p)?;
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn module_runtime(
+    m: &Module,
+    global_reverse: bool,
+    state_dir: &Path,
+    generation: u64,
+    listener: usize,
+    daemon: &Identity,
+) -> Result<ModuleRuntime, StartError> {
     let err = |message: String| StartError::Module { module: m.name.clone(), message };
+    let rules = module_rules(m, global_reverse, daemon).map_err(err)?;
+    let include_from =
+        m.include_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("include from: {e}")))?;
+    let exclude_from =
+        m.exclude_from.as_deref().map(read_rules_file).transpose().map_err(|e| err(format!("exclude from: {e}")))?;
+    let daemon_filter = FilterList::from_daemon_config(&DaemonFilterParams {
+        filter: &m.filter,
+        include_from: include_from.as_deref(),
+        include: &m.include,
+        exclude_from: exclude_from.as_deref(),
+        exclude: &m.exclude,
+    })
+    .map_err(|e| err(format!("filter rules: {e}")))?;
     let snap_path = state_dir.join(format!("{}.snap", sanitize_file_name(&m.name)));
     let report = build_snapshot(&m.path, &snap_path, &BuildOptions { one_file_system: true, generation })
         .map_err(|e| err(format!("scanning {}: {e}", m.path.display())))?;
@@ -44,8 +127,6 @@ fn module_runtime(m: &Module, state_dir: &Path, generation: u64) -> Result<Modul
     let snapshot = Snapshot::open(&snap_path).map_err(|e| err(format!("opening snapshot {}: {e}", snap_path.display())))?;
     tracing::info!(module = %m.name, entries = report.entries, dirs = report.dirs, "snapshot built");
     let root = ModuleRoot::open(&m.path).map_err(|e| err(format!("opening {}: {e}", m.path.display())))?;
-    let daemon_filter =
-        FilterList::from_daemon_params(&m.filter, &m.include, &m.exclude).map_err(|e| err(format!("filter rules: {e}")))?;
     Ok(ModuleRuntime {
         name: m.name.clone(),
         comment: m.comment.clone(),
@@ -55,6 +136,8 @@ fn module_runtime(m: &Module, state_dir: &Path, generation: u64) -> Result<Modul
         snapshot: Arc::new(snapshot),
         root,
         daemon_filter,
+        listener,
+        rules,
     })
 }
 
@@ -62,66 +145,122 @@ fn sanitize_file_name(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
 }
 
-/// Build every module's snapshot and the shared server state.
-pub fn build_state(config: &Config, state_dir: &Path, settings: SessionSettings) -> Result<ServerState, StartError> {
+/// The listener ports a configuration needs: the main port first, then each
+/// distinct `daemon port` of a module (in order of first use).
+pub fn listener_ports(config: &Config, main_port: u16) -> Vec<u16> {
+    let mut ports = vec![main_port];
+    for m in &config.modules {
+        if let Some(p) = m.daemon_port {
+            if p != main_port && !ports.contains(&p) {
+                ports.push(p);
+            }
+        }
+    }
+    ports
+}
+
+/// Build every module's snapshot and the shared server state.  `main_port`
+/// is the port of the main listener (modules without a `daemon port`).
+pub fn build_state(
+    config: &Config,
+    state_dir: &Path,
+    settings: SessionSettings,
+    main_port: u16,
+) -> Result<ServerState, StartError> {
     std::fs::create_dir_all(state_dir).map_err(|e| StartError::Module {
         module: "*".into(),
         message: format!("creating state dir {}: {e}", state_dir.display()),
     })?;
+    let daemon = identity::process_identity();
+    let ports = listener_ports(config, main_port);
     let generation = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
     let mut modules = Vec::new();
     for m in &config.modules {
-        modules.push(Arc::new(module_runtime(m, state_dir, generation)?));
+        let listener = m.daemon_port.and_then(|p| ports.iter().position(|&q| q == p)).unwrap_or(0);
+        modules.push(Arc::new(module_runtime(m, config.global.reverse_lookup, state_dir, generation, listener, &daemon)?));
     }
     let motd = match &config.global.motd_file {
         Some(p) => Some(std::fs::read(p).map_err(|err| StartError::Motd { path: p.clone(), err })?),
         None => None,
     };
-    Ok(ServerState { modules, motd, settings })
+    let listeners = ports
+        .iter()
+        .map(|&port| ListenerSpec {
+            port,
+            caps: SessionCaps::new(config.global.max_sessions, config.global.max_sessions_per_host),
+        })
+        .collect();
+    Ok(ServerState { modules, listeners, motd, settings, daemon_is_root: daemon.is_root() })
 }
 
-/// Most sessions served at once; more connections get a stock-style error.
+/// Most sessions served at once per listener by default (`max sessions`).
 pub const DEFAULT_MAX_SESSIONS: usize = 1024;
 
-/// Accept connections forever, one thread per session.
-pub fn serve(listener: TcpListener, state: Arc<ServerState>, max_sessions: usize) -> std::io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
+/// Bind one socket per listener of `state`, on `address`.
+pub fn bind_all(state: &ServerState, address: IpAddr) -> std::io::Result<Vec<TcpListener>> {
+    state
+        .listeners
+        .iter()
+        .map(|l| {
+            let addr = SocketAddr::new(address, l.port);
+            TcpListener::bind(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))
+        })
+        .collect()
+}
+
+/// Accept connections on every listener, one thread per session; returns
+/// only if an accept thread cannot be started.
+pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>) -> std::io::Result<()> {
+    let mut handles = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let st = state.clone();
+        handles.push(std::thread::Builder::new().name(format!("accept-{i}")).spawn(move || serve(l, st, i))?);
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    Ok(())
+}
+
+/// Accept connections on listener `index` forever.
+pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize) {
+    let caps = match state.listeners.get(index) {
+        Some(l) => l.caps.clone(),
+        None => return,
+    };
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
-        if active.load(Ordering::Relaxed) >= max_sessions {
-            use std::io::Write;
-            let mut s = stream;
-            let _ = s.write_all(&protocol::greeting::server_greeting());
-            let _ = s.write_all(&protocol::greeting::error_line(&format!(
-                "max connections ({max_sessions}) reached -- try again later"
-            )));
-            continue;
-        }
-        active.fetch_add(1, Ordering::Relaxed);
+        let guard = match caps.try_enter(peer.ip()) {
+            Ok(g) => g,
+            Err(why) => {
+                use std::io::Write;
+                let n = match why {
+                    CapExceeded::Total(n) | CapExceeded::PerHost(n) => n,
+                };
+                tracing::info!(peer = %peer, "session refused: {why:?}");
+                let mut s = stream;
+                let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+                let _ = s.write_all(&protocol::greeting::server_greeting());
+                let _ =
+                    s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+                continue;
+            }
+        };
         let st = state.clone();
-        let act = active.clone();
         let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
-            let _guard = Guard(act);
-            let _ = crate::session::serve_connection(stream, peer, st);
+            let _guard = guard;
+            let _ = crate::session::serve_connection(stream, peer, st, index);
         });
         if let Err(e) = spawned {
-            active.fetch_sub(1, Ordering::Relaxed);
             tracing::warn!("cannot start session thread: {e}");
         }
-    }
-}
-
-struct Guard(Arc<AtomicUsize>);
-impl Drop for Guard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -6,6 +6,7 @@
 //! `INTEROP_SELFTEST=1` when our binary is missing). See
 //! `interop_tests::second_side`.
 
+mod access;
 mod common;
 mod errors;
 mod fixtures;

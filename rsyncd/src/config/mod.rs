@@ -33,10 +33,10 @@
 //! (a badly formed boolean, a line without `=`), we report a
 //! [`ConfigProblem`] instead, and we collect every problem rather than
 //! stopping at the first.  Parameters our daemon does not implement yet give a
-//! [`ConfigWarning`]; protections we do not implement yet (`auth users`,
-//! `secrets file`, `hosts allow`, `hosts deny`, `write only`, `exclude from`)
-//! are problems for every module they apply to, so that a protected module is
-//! never served without its protection.
+//! [`ConfigWarning`].  Access parameters are parsed here too (host tokens,
+//! `auth digest`), so a malformed one stops the daemon at start-up instead of
+//! quietly failing to match; a misspelt protection (`hosts_allow`) is a
+//! problem, since stock would drop it silently.
 
 mod params;
 #[cfg(test)]
@@ -128,6 +128,15 @@ pub struct Global {
     pub daemon_uid: Option<String>,
     /// `daemon gid` (not yet supported).
     pub daemon_gid: Option<String>,
+    /// `reverse lookup` as set in the global context (default yes): stock
+    /// resolves the client's name at connect time when it is on, whatever
+    /// the module says.
+    pub reverse_lookup: bool,
+    /// `max sessions` (our extension): sessions at once on each listener.
+    pub max_sessions: usize,
+    /// `max sessions per host` (our extension): sessions at once from one
+    /// client (an IPv4 address or an IPv6 /64) on each listener.
+    pub max_sessions_per_host: usize,
     /// Every parameter set in the global context, as written:
     /// (canonical name, raw unexpanded value, line).
     pub raw: Vec<(String, String, usize)>,
@@ -145,13 +154,13 @@ pub struct Module {
     pub comment: String,
     /// `read only` (default yes).
     pub read_only: bool,
-    /// `write only` (a module with this set is refused for now).
+    /// `write only`: pulls are refused (`ERROR: module is write only`).
     pub write_only: bool,
     /// `list` (default yes): whether the module appears in the module list.
     pub list: bool,
-    /// `uid` (not yet supported).
+    /// `uid`: the identity whose permissions decide what the module shows.
     pub uid: Option<String>,
-    /// `gid`, split like stock's `conf_strtok` (not yet supported).
+    /// `gid`, split like stock's `conf_strtok`: the identity's groups.
     pub gid: Vec<String>,
     /// `use chroot`; `None` is stock's "unset" (not yet supported).
     pub use_chroot: Option<bool>,
@@ -161,24 +170,24 @@ pub struct Module {
     pub munge_symlinks: Option<bool>,
     /// `open noatime`; `None` is stock's "unset" (not yet supported).
     pub open_noatime: Option<bool>,
-    /// `max connections`; 0 means no limit (not yet supported).
+    /// `max connections`; 0 means no limit, negative disables the module.
     pub max_connections: i32,
-    /// `lock file` (not yet supported).
+    /// `lock file`: where `max connections` slots are locked.
     pub lock_file: PathBuf,
     /// `hosts allow` tokens, lower-cased and split on space, comma and tab
-    /// like stock's `access_match` (a module with any is refused for now).
+    /// like stock's `access_match`.
     pub hosts_allow: Vec<String>,
-    /// `hosts deny` tokens (a module with any is refused for now).
+    /// `hosts deny` tokens.
     pub hosts_deny: Vec<String>,
-    /// `auth users` rules, split like `conf_strtok` (refused for now).
+    /// `auth users` rules, split like `conf_strtok`.
     pub auth_users: Vec<String>,
-    /// `auth digest` (not yet supported).
+    /// `auth digest`: the weakest digest accepted for a login.
     pub auth_digest: Option<String>,
-    /// `secrets file` (a module with one is refused for now).
+    /// `secrets file`.
     pub secrets_file: Option<PathBuf>,
-    /// `strict modes` (default yes; not yet supported).
+    /// `strict modes` (default yes).
     pub strict_modes: bool,
-    /// `refuse options`, split on spaces like stock (not yet supported).
+    /// `refuse options`, split on spaces like stock.
     pub refuse_options: Vec<String>,
     /// `filter`: one entry per daemon filter rule, split like stock's
     /// word-splitting filter parser (e.g. `- /foo` stays one rule).
@@ -189,17 +198,18 @@ pub struct Module {
     /// `exclude`: one entry per rule; a bare pattern is an exclude, an
     /// optional `- ` / `+ ` prefix overrides that (stock's old prefixes).
     pub exclude: Vec<Vec<u8>>,
-    /// `include from` (not yet supported).
+    /// `include from`: read at start-up.
     pub include_from: Option<PathBuf>,
-    /// `exclude from` (a module with one is refused for now).
+    /// `exclude from`: read at start-up.
     pub exclude_from: Option<PathBuf>,
-    /// `ignore nonreadable` (not yet supported).
+    /// `ignore nonreadable` (entries the module's identity cannot read are
+    /// always hidden; see `access::identity`).
     pub ignore_nonreadable: bool,
     /// `ignore errors` (not yet supported).
     pub ignore_errors: bool,
     /// `dont compress` patterns (not yet supported).
     pub dont_compress: Vec<String>,
-    /// `timeout` in seconds, 0 = none (not yet supported).
+    /// `timeout` in seconds, 0 = none: bounds the handshake and idle I/O.
     pub timeout: u32,
     /// `transfer logging` (not yet supported).
     pub transfer_logging: bool,
@@ -213,9 +223,9 @@ pub struct Module {
     pub syslog_tag: String,
     /// `max verbosity` (default 1; not yet supported).
     pub max_verbosity: i32,
-    /// `reverse lookup` (default yes; not yet supported).
+    /// `reverse lookup` (default yes).
     pub reverse_lookup: bool,
-    /// `forward lookup` (default yes; not yet supported).
+    /// `forward lookup` (default yes).
     pub forward_lookup: bool,
     /// `fake super` (not yet supported).
     pub fake_super: bool,
@@ -237,6 +247,9 @@ pub struct Module {
     pub name_converter: Option<String>,
     /// `temp dir` (not yet supported).
     pub temp_dir: Option<PathBuf>,
+    /// `daemon port` (our extension): the port of the listener that serves
+    /// this module; `None` means the main listener.
+    pub daemon_port: Option<u16>,
     /// Every parameter in effect for this module that was set somewhere
     /// (in the module or as a default), as written:
     /// (canonical name, raw unexpanded value, line).
@@ -1368,7 +1381,7 @@ impl<'o> Loader<'o> {
                 );
                 self.warn(origin, msg);
             }
-            Support::Yes | Support::Guard => {}
+            Support::Yes | Support::Protection => {}
         }
         let setting = Setting {
             value: typed,
@@ -1461,7 +1474,7 @@ impl<'o> Loader<'o> {
         let mut msg =
             format!("Unknown Parameter encountered: \"{n}\"; IGNORING unknown parameter \"{n}\"");
         if let Some(p) = params::near_miss(name) {
-            if p.def().support == Support::Guard {
+            if p.def().support == Support::Protection {
                 self.problem(
                     origin,
                     Some(p),
@@ -1624,7 +1637,30 @@ impl<'o> Loader<'o> {
                     .map(|s| (d.label.to_owned(), lossy(&s.raw), s.origin.line))
             })
             .collect();
+        let count = |l: &mut Self, p: P, default: usize| match int(l, p) {
+            None => default,
+            Some((n, origin)) => match usize::try_from(n) {
+                Ok(v) if v > 0 => v,
+                _ => {
+                    let msg = format!("{} {n} must be at least 1", p.label());
+                    l.problem(&origin, Some(p), msg);
+                    default
+                }
+            },
+        };
+        let max_sessions = count(self, P::MaxSessions, 1024);
+        let max_sessions_per_host = count(self, P::MaxSessionsPerHost, 64);
+        let reverse_lookup = !matches!(
+            self.vars[P::ReverseLookup as usize],
+            Some(Setting {
+                value: Value::Bool(false),
+                ..
+            })
+        );
         Global {
+            reverse_lookup,
+            max_sessions,
+            max_sessions_per_host,
             port,
             address,
             motd_file,
@@ -1770,6 +1806,74 @@ impl<'o> Loader<'o> {
         }
     }
 
+    /// Parse what the access layer will need, so that a mistake is reported
+    /// when the configuration is loaded rather than when a client connects.
+    #[allow(clippy::too_many_arguments)]
+    fn check_access(
+        &mut self,
+        sec: usize,
+        n: &str,
+        allow: &[String],
+        deny: &[String],
+        auth_users: &[String],
+        has_secrets: bool,
+        auth_digest: Option<&str>,
+        refuse: &[String],
+        has_charset: bool,
+    ) {
+        use crate::access::{auth, hosts, refuse as rf};
+        for (list, p) in [(allow, P::HostsAllow), (deny, P::HostsDeny)] {
+            for t in list {
+                if let Err(e) = hosts::parse_token(t) {
+                    let o = self.origin_or(sec, p);
+                    self.problem(&o, Some(p), format!("module {n}: {}: {e}", p.label()));
+                }
+            }
+        }
+        if let Ok(acl) = hosts::HostAcl::from_tokens(
+            allow,
+            deny,
+            self.module_bool(sec, P::ReverseLookup),
+            self.module_bool(sec, P::ForwardLookup),
+        ) {
+            for w in acl.warnings() {
+                let o = self.origin_or(
+                    sec,
+                    if w.starts_with("hosts deny") {
+                        P::HostsDeny
+                    } else {
+                        P::HostsAllow
+                    },
+                );
+                self.warn(&o, format!("module {n}: {w}"));
+            }
+        }
+        if let Some(d) = auth_digest.filter(|d| !d.trim().is_empty()) {
+            if auth::parse_digest_floor(d).is_none() {
+                let o = self.origin_or(sec, P::AuthDigest);
+                self.problem(
+                    &o,
+                    Some(P::AuthDigest),
+                    format!("module {n}: auth digest \"{d}\" is not one of sha512, sha256, sha1, md5, md4"),
+                );
+            }
+        }
+        if !auth_users.is_empty() && !has_secrets {
+            let o = self.origin_or(sec, P::AuthUsers);
+            self.warn(
+                &o,
+                format!(
+                    "module {n} has \"auth users\" but no \"secrets file\": every login will fail"
+                ),
+            );
+        }
+        let rules = rf::RefuseRules::new(refuse, has_charset);
+        for t in &rules.unmatched {
+            let o = self.origin_or(sec, P::RefuseOptions);
+            self.warn(&o, format!("No match for refuse-options string \"{t}\""));
+        }
+    }
+
     fn build_module(&mut self, sec: usize) -> Option<Module> {
         let header = self.sections[sec].origin.clone();
         let raw_name = self.sections[sec].name.clone();
@@ -1798,45 +1902,12 @@ impl<'o> Loader<'o> {
         let before = self.problems.len();
         let n = name.as_str();
 
-        // Protections we do not implement yet: refuse rather than serve openly.
         let auth_users = self.module_text(sec, P::AuthUsers, n);
         let secrets_file = self.module_path(sec, P::SecretsFile, n);
         let hosts_allow = self.module_text(sec, P::HostsAllow, n);
         let hosts_deny = self.module_text(sec, P::HostsDeny, n);
-        let guarded = [
-            (P::AuthUsers, auth_users.is_some()),
-            (P::SecretsFile, secrets_file.is_some()),
-            (P::HostsAllow, hosts_allow.is_some()),
-            (P::HostsDeny, hosts_deny.is_some()),
-        ];
-        for (p, set) in guarded {
-            if set {
-                let o = self.origin_or(sec, p);
-                self.problem(
-                    &o,
-                    Some(p),
-                    format!("access control is not implemented yet; refusing to serve module {n} openly"),
-                );
-            }
-        }
         let write_only = self.module_bool(sec, P::WriteOnly);
-        if write_only {
-            let o = self.origin_or(sec, P::WriteOnly);
-            self.problem(
-                &o,
-                Some(P::WriteOnly),
-                format!("\"write only\" is not implemented yet; refusing to serve module {n} for download"),
-            );
-        }
         let exclude_from = self.module_path(sec, P::ExcludeFrom, n);
-        if exclude_from.is_some() {
-            let o = self.origin_or(sec, P::ExcludeFrom);
-            self.problem(
-                &o,
-                Some(P::ExcludeFrom),
-                format!("\"exclude from\" is not implemented yet; refusing to serve module {n} without those exclusions"),
-            );
-        }
 
         let path = self.module_path(sec, P::Path, n);
         if path.is_none() {
@@ -1919,7 +1990,38 @@ impl<'o> Loader<'o> {
             })
             .collect();
 
+        let hosts_allow = hosts(hosts_allow);
+        let hosts_deny = hosts(hosts_deny);
+        let auth_users = auth_users.map(|t| conf_strtok(&t)).unwrap_or_default();
+        self.check_access(
+            sec,
+            n,
+            &hosts_allow,
+            &hosts_deny,
+            &auth_users,
+            secrets_file.is_some(),
+            auth_digest.as_deref(),
+            &refuse_options,
+            charset.is_some(),
+        );
+        let daemon_port = match self.module_int(sec, P::DaemonPort) {
+            0 => None,
+            v => match u16::try_from(v) {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let o = self.origin_or(sec, P::DaemonPort);
+                    self.problem(
+                        &o,
+                        Some(P::DaemonPort),
+                        format!("daemon port {v} is out of range"),
+                    );
+                    None
+                }
+            },
+        };
+
         let module = Module {
+            daemon_port,
             path: path.unwrap_or_default(),
             comment,
             read_only: self.module_bool(sec, P::ReadOnly),
@@ -1933,9 +2035,9 @@ impl<'o> Loader<'o> {
             open_noatime: self.module_bool3(sec, P::OpenNoatime),
             max_connections: self.module_int(sec, P::MaxConnections),
             lock_file,
-            hosts_allow: hosts(hosts_allow),
-            hosts_deny: hosts(hosts_deny),
-            auth_users: auth_users.map(|t| conf_strtok(&t)).unwrap_or_default(),
+            hosts_allow,
+            hosts_deny,
+            auth_users,
             auth_digest,
             secrets_file,
             strict_modes: self.module_bool(sec, P::StrictModes),

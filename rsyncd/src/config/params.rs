@@ -41,10 +41,10 @@ pub(crate) enum Support {
     Yes,
     /// Parsed into the typed structs, but the daemon ignores it: a warning.
     NotYet,
-    /// A protection we do not implement yet.  Instead of a warning, any module
-    /// for which it is in effect is refused (a `ConfigProblem`): we must never
-    /// serve a protected module without its protection.
-    Guard,
+    /// Implemented, and a protection: stock silently drops a misspelt
+    /// parameter name, which would serve the module without it, so a near
+    /// miss of one of these names is a `ConfigProblem` rather than a warning.
+    Protection,
 }
 
 /// A built-in default (stock's `Defaults` structure).
@@ -79,6 +79,10 @@ pub(crate) enum P {
     ListenBacklog,
     Port,
     ProxyProtocol,
+    /// Our extension: sessions at once per listener.
+    MaxSessions,
+    /// Our extension: sessions at once per client host per listener.
+    MaxSessionsPerHost,
     // Locals
     AuthDigest,
     AuthUsers,
@@ -128,6 +132,8 @@ pub(crate) enum P {
     NumericIds,
     OpenNoatime,
     UseChroot,
+    /// Our extension: the port whose listener serves the module.
+    DaemonPort,
 }
 
 /// One row of [`TABLE`].
@@ -176,7 +182,7 @@ const fn def(
 }
 
 use Class::{Global as G, Local as L};
-use Support::{Guard, NotYet, Yes};
+use Support::{NotYet, Protection, Yes};
 
 /// Every parameter, in [`P`] order (checked by a test).
 pub(crate) const TABLE: &[Def] = &[
@@ -254,13 +260,30 @@ pub(crate) const TABLE: &[Def] = &[
         DefaultValue::Bool(false),
         NotYet,
     ),
+    // Our extensions (stock logs them as unknown parameters and ignores them).
+    def(
+        P::MaxSessions,
+        "max sessions",
+        G,
+        Kind::Int,
+        DefaultValue::Int(1024),
+        Yes,
+    ),
+    def(
+        P::MaxSessionsPerHost,
+        "max sessions per host",
+        G,
+        Kind::Int,
+        DefaultValue::Int(64),
+        Yes,
+    ),
     def(
         P::AuthDigest,
         "auth digest",
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Protection,
     ),
     def(
         P::AuthUsers,
@@ -268,7 +291,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        Guard,
+        Protection,
     ),
     def(
         P::Charset,
@@ -295,24 +318,38 @@ pub(crate) const TABLE: &[Def] = &[
         DefaultValue::Null,
         NotYet,
     ),
-    def(P::Exclude, "exclude", L, Kind::Str, DefaultValue::Null, Yes),
+    def(
+        P::Exclude,
+        "exclude",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Protection,
+    ),
     def(
         P::ExcludeFrom,
         "exclude from",
         L,
         Kind::Str,
         DefaultValue::Null,
-        Guard,
+        Protection,
     ),
-    def(P::Filter, "filter", L, Kind::Str, DefaultValue::Null, Yes),
-    def(P::Gid, "gid", L, Kind::Str, DefaultValue::Null, NotYet),
+    def(
+        P::Filter,
+        "filter",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Protection,
+    ),
+    def(P::Gid, "gid", L, Kind::Str, DefaultValue::Null, Yes),
     def(
         P::HostsAllow,
         "hosts allow",
         L,
         Kind::Str,
         DefaultValue::Null,
-        Guard,
+        Protection,
     ),
     def(
         P::HostsDeny,
@@ -320,7 +357,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        Guard,
+        Protection,
     ),
     def(P::Include, "include", L, Kind::Str, DefaultValue::Null, Yes),
     def(
@@ -329,7 +366,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::IncomingChmod,
@@ -345,7 +382,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Str(DEFAULT_LOCK_FILE),
-        NotYet,
+        Yes,
     ),
     def(
         P::LogFile,
@@ -402,7 +439,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Protection,
     ),
     def(
         P::SecretsFile,
@@ -410,7 +447,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        Guard,
+        Protection,
     ),
     def(
         P::SyslogTag,
@@ -420,7 +457,7 @@ pub(crate) const TABLE: &[Def] = &[
         DefaultValue::Str("rsyncd"),
         NotYet,
     ),
-    def(P::Uid, "uid", L, Kind::Str, DefaultValue::Null, NotYet),
+    def(P::Uid, "uid", L, Kind::Str, DefaultValue::Null, Yes),
     def(P::Path, "path", L, Kind::Path, DefaultValue::Null, Yes),
     def(
         P::TempDir,
@@ -436,7 +473,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Int,
         DefaultValue::Int(0),
-        NotYet,
+        Yes,
     ),
     def(
         P::MaxVerbosity,
@@ -452,7 +489,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Int,
         DefaultValue::Int(0),
-        NotYet,
+        Yes,
     ),
     def(
         P::SyslogFacility,
@@ -476,7 +513,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool,
         DefaultValue::Bool(true),
-        NotYet,
+        Yes,
     ),
     def(
         P::IgnoreErrors,
@@ -492,7 +529,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool,
         DefaultValue::Bool(false),
-        NotYet,
+        Yes,
     ),
     def(
         P::InsecureLinks,
@@ -524,7 +561,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool,
         DefaultValue::Bool(true),
-        NotYet,
+        Yes,
     ),
     def(
         P::StrictModes,
@@ -532,7 +569,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool,
         DefaultValue::Bool(true),
-        NotYet,
+        Yes,
     ),
     def(
         P::TransferLogging,
@@ -548,7 +585,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool,
         DefaultValue::Bool(false),
-        Guard,
+        Protection,
     ),
     def(
         P::MungeSymlinks,
@@ -581,6 +618,16 @@ pub(crate) const TABLE: &[Def] = &[
         Kind::Bool3,
         DefaultValue::Bool3(None),
         NotYet,
+    ),
+    // Our extension: serve the module only on the listener of this port
+    // (0: the main listener).  See docs/operations.md.
+    def(
+        P::DaemonPort,
+        "daemon port",
+        L,
+        Kind::Int,
+        DefaultValue::Int(0),
+        Yes,
     ),
 ];
 

@@ -74,7 +74,7 @@ fn table_is_in_enum_order_and_labels_are_unique() {
         assert_eq!(d.id as usize, i, "{} out of order", d.label);
         assert_eq!(params::lookup(d.label.as_bytes()), Some(d.id));
     }
-    assert_eq!(TABLE.len(), P::UseChroot as usize + 1);
+    assert_eq!(TABLE.len(), P::DaemonPort as usize + 1);
 }
 
 #[test]
@@ -462,12 +462,7 @@ fn unsupported_parameters_warn_with_the_agreed_text() {
     );
     assert_eq!(
         warning_texts(&c),
-        [
-            "rsyncd.conf line 1: parameter \"uid\" is not yet supported; it is ignored",
-            "rsyncd.conf line 4: parameter \"use chroot\" is not yet supported; it is ignored",
-            "rsyncd.conf line 5: parameter \"timeout\" is not yet supported; it is ignored",
-            "rsyncd.conf line 6: parameter \"refuse options\" is not yet supported; it is ignored",
-        ]
+        ["rsyncd.conf line 4: parameter \"use chroot\" is not yet supported; it is ignored"]
     );
     // ... and still parsed into the typed struct.
     let m = &c.modules[0];
@@ -483,20 +478,24 @@ fn unsupported_parameters_warn_with_the_agreed_text() {
         "parameter \"use chroot\" is not yet supported; it is ignored"
     );
 }
-
 #[test]
 fn every_stock_parameter_is_accepted_without_crashing() {
     let mut text = String::from("[m]\npath = /x\n");
+    let mut locals = 0;
     for d in TABLE {
         let v = match d.kind {
             _ if d.id == P::Filter => "- v",
+            _ if d.id == P::AuthDigest => "md5",
             params::Kind::Bool | params::Kind::Bool3 => "no",
             params::Kind::Int => "7",
             params::Kind::Enum => "local3",
             _ => "v",
         };
-        if !matches!(d.id, P::Path | P::Name) && d.support != params::Support::Guard {
+        if !matches!(d.id, P::Path | P::Name) {
             text.push_str(&format!("{} = {v}\n", d.label));
+            if d.class == params::Class::Local {
+                locals += 1;
+            }
         }
     }
     let c = ok(&text);
@@ -504,32 +503,25 @@ fn every_stock_parameter_is_accepted_without_crashing() {
     assert_eq!(m.syslog_facility, "local3");
     assert_eq!(m.charset.as_deref(), Some("v"));
     assert_eq!(m.temp_dir, Some(PathBuf::from("v")));
-    // Globals in a module section are reported, the rest "not yet supported".
+    assert_eq!(m.daemon_port, Some(7));
+    // Globals in a module section are reported, the rest "not yet supported",
+    // and the hostname tokens that can never match (both lookups are off).
     let globals = TABLE
         .iter()
         .filter(|d| d.class == params::Class::Global)
         .count();
-    let supported_locals = [
-        P::Comment,
-        P::Exclude,
-        P::Filter,
-        P::Include,
-        P::List,
-        P::ReadOnly,
-    ]
-    .len();
     let notyet_locals = TABLE
         .iter()
         .filter(|d| d.class == params::Class::Local && d.support == params::Support::NotYet)
         .count();
     assert_eq!(
         c.warnings.len(),
-        globals + notyet_locals,
+        globals + notyet_locals + 2,
         "{:#?}",
         c.warnings
     );
-    // path + the supported ones + the not-yet-supported ones.
-    assert_eq!(m.raw.len(), 1 + supported_locals + notyet_locals);
+    // path + every local written.
+    assert_eq!(m.raw.len(), 1 + locals);
 }
 
 #[test]
@@ -595,77 +587,114 @@ fn no_modules_is_only_a_warning() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn protected_modules_are_refused() {
-    let e = err(concat!(
-        "[open]\npath = /o\n",
-        "[auth]\npath = /a\nauth users = tridge, susan\nsecrets file = /etc/s\n",
-        "[allow]\npath = /b\nhosts allow = 10.0.0.0/8\n",
+fn access_parameters_are_checked_at_load() {
+    let c = ok(concat!(
+        "[auth]\npath = /a\nauth users = tridge, susan\nsecrets file = /etc/s\nauth digest = sha256\n",
+        "[allow]\npath = /b\nhosts allow = 10.0.0.0/8 ::ffff:192.0.2.0/120, 127.0.0.1\n",
         "[deny]\npath = /c\nhosts deny = *.example.com\n",
         "[emptyallow]\npath = /d\nhosts allow =\n",
+    ));
+    assert_eq!(c.modules[0].auth_users, ["tridge", "susan"]);
+    assert_eq!(c.modules[0].auth_digest.as_deref(), Some("sha256"));
+    assert_eq!(
+        c.modules[1].hosts_allow,
+        ["10.0.0.0/8", "::ffff:192.0.2.0/120", "127.0.0.1"]
+    );
+    assert!(c.modules[3].hosts_allow.is_empty());
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Tokens stock would quietly fail to match are errors here.
+    let e = err(concat!(
+        "[a]\npath = /a\nhosts allow = 10.1\n",
+        "[b]\npath = /b\nhosts deny = 10.0.0.0/33 @netgroup\n",
+        "[c]\npath = /c\nauth users = x\nsecrets file = /s\nauth digest = sha3\n",
     ));
     let got: Vec<_> = e
         .problems
         .iter()
-        .map(|p| (p.line, p.key.clone().unwrap_or_default(), p.message.clone()))
+        .map(|p| (p.line, p.key.clone().unwrap_or_default()))
         .collect();
-    let msg = |m: &str| {
-        format!("access control is not implemented yet; refusing to serve module {m} openly")
-    };
     assert_eq!(
         got,
         [
-            (5, "auth users".to_owned(), msg("auth")),
-            (6, "secrets file".to_owned(), msg("auth")),
-            (9, "hosts allow".to_owned(), msg("allow")),
-            (12, "hosts deny".to_owned(), msg("deny")),
+            (3, "hosts allow".to_owned()),
+            (6, "hosts deny".to_owned()),
+            (6, "hosts deny".to_owned()),
+            (11, "auth digest".to_owned()),
+        ]
+    );
+    assert!(
+        e.problems[0].message.contains("\"10.1\""),
+        "{}",
+        e.problems[0].message
+    );
+    // Auth users without a secrets file, hostname tokens that cannot match,
+    // and refuse tokens that match nothing are warnings.
+    let c = ok("[a]\npath = /a\nauth users = x\nrefuse options = checksum frobnicate\nreverse lookup = no\nhosts allow = *.example.org\n");
+    assert_eq!(
+        warning_texts(&c),
+        [
+            "rsyncd.conf line 6: module a: hosts allow token \"*.example.org\" needs a host name but reverse lookup is off: it never matches",
+            "rsyncd.conf line 3: module a has \"auth users\" but no \"secrets file\": every login will fail",
+            "rsyncd.conf line 4: No match for refuse-options string \"frobnicate\"",
         ]
     );
 }
-
 #[test]
-fn protections_inherited_from_anywhere_are_refused() {
+fn protections_are_inherited_and_misspellings_refused() {
     // A global default, and a later [global] that only reaches the earlier
     // module through the string fall-back: both protect every module.
-    let e = err("hosts allow = 10.0.0.0/8\n[a]\npath = /a\n[b]\npath = /b\n");
-    assert_eq!(
-        e.problems.iter().map(|p| p.line).collect::<Vec<_>>(),
-        [1, 1]
-    );
-    assert!(e.problems[1].message.ends_with("module b openly"));
-    let e = err("[a]\npath = /a\n[global]\nhosts deny = 1.2.3.4\n");
-    assert_eq!(
-        messages(&e),
-        [(
-            4,
-            "access control is not implemented yet; refusing to serve module a openly".to_owned()
-        )]
-    );
+    let c = ok("hosts allow = 10.0.0.0/8\n[a]\npath = /a\n[b]\npath = /b\n");
+    assert_eq!(c.modules[1].hosts_allow, ["10.0.0.0/8"]);
+    let c = ok("[a]\npath = /a\n[global]\nhosts deny = 1.2.3.4\n");
+    assert_eq!(c.modules[0].hosts_deny, ["1.2.3.4"]);
     // Misspelt protections would be dropped silently by stock: refuse them.
-    let e = err("[a]\npath = /a\nhosts_allow = 10.0.0.0/8\nAuth-Users = x\n");
-    assert_eq!(e.problems.len(), 2);
+    let e = err("[a]\npath = /a\nhosts_allow = 10.0.0.0/8\nAuth-Users = x\nrefuse_options = c\n");
+    assert_eq!(e.problems.len(), 3);
     assert_eq!(e.problems[0].key.as_deref(), Some("hosts allow"));
     assert_eq!(e.problems[1].key.as_deref(), Some("auth users"));
+    assert_eq!(e.problems[2].key.as_deref(), Some("refuse options"));
     // A protection set and then cleared is fine.
     let c = ok("hosts allow = 10.0.0.0/8\n[a]\npath = /a\nhosts allow =\n");
     assert!(c.modules[0].hosts_allow.is_empty());
 }
-
 #[test]
-fn write_only_and_exclude_from_are_refused() {
-    let e = err("[w]\npath = /w\nwrite only = yes\n[x]\npath = /x\nexclude from = /etc/x\n");
-    assert_eq!(e.problems.len(), 2);
-    assert_eq!(
-        (e.problems[0].line, e.problems[0].key.as_deref()),
-        (3, Some("write only"))
-    );
-    assert_eq!(
-        (e.problems[1].line, e.problems[1].key.as_deref()),
-        (6, Some("exclude from"))
-    );
-    let c = ok("[w]\npath = /w\nwrite only = no\ninclude from = /etc/i\n");
-    assert_eq!(c.modules[0].include_from, Some(PathBuf::from("/etc/i")));
+fn write_only_and_exclude_from_are_accepted() {
+    let c = ok("[w]\npath = /w\nwrite only = yes\n[x]\npath = /x\nexclude from = /etc/x\ninclude from = /etc/i\n");
+    assert!(c.modules[0].write_only);
+    assert_eq!(c.modules[1].exclude_from, Some(PathBuf::from("/etc/x")));
+    assert_eq!(c.modules[1].include_from, Some(PathBuf::from("/etc/i")));
 }
 
+#[test]
+fn our_extensions() {
+    let c = ok("max sessions = 10\nmax sessions per host = 2\n[pub]\npath = /p\n[priv]\npath = /q\ndaemon port = 874\n");
+    assert_eq!(
+        (c.global.max_sessions, c.global.max_sessions_per_host),
+        (10, 2)
+    );
+    assert_eq!(
+        (c.modules[0].daemon_port, c.modules[1].daemon_port),
+        (None, Some(874))
+    );
+    let c = ok("[m]\npath = /p\n");
+    assert_eq!(
+        (c.global.max_sessions, c.global.max_sessions_per_host),
+        (1024, 64)
+    );
+    let e = err("max sessions = 0\n[m]\npath = /p\ndaemon port = 70000\n");
+    let got: Vec<_> = e
+        .problems
+        .iter()
+        .map(|p| (p.line, p.key.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (1, "max sessions".to_owned()),
+            (4, "daemon port".to_owned())
+        ]
+    );
+}
 // ---------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------
@@ -684,23 +713,12 @@ fn stock_simple_example() {
 #[test]
 fn stock_sophisticated_example() {
     let path = fixture("stock-example.conf");
-    let e = load_with(&path, &opts()).expect_err("the cvs module needs authentication");
-    // Only the authenticated module is refused, at its own lines.
-    let got: Vec<_> = e.problems.iter().map(|p| (p.line, p.key.clone())).collect();
-    assert_eq!(
-        got,
-        [
-            (27, Some("auth users".to_owned())),
-            (28, Some("secrets file".to_owned()))
-        ]
-    );
-    assert!(e.problems.iter().all(|p| p.file == path));
-    assert!(e
-        .to_string()
-        .starts_with("2 problems in the configuration:\n  "));
-    assert!(e.to_string().contains("stock-example.conf line 27: access control is not implemented yet; refusing to serve module cvs openly"));
-    // The globals are warned about, once each.
-    let w: Vec<_> = e
+    let c = load_with(&path, &opts()).expect("parses, authentication included");
+    let cvs = c.module("cvs").unwrap();
+    assert_eq!(cvs.auth_users, ["tridge", "susan"]);
+    assert_eq!(cvs.secrets_file, Some(PathBuf::from("/etc/rsyncd.secrets")));
+    // The unsupported globals are warned about, once each.
+    let w: Vec<_> = c
         .warnings
         .iter()
         .map(|w| (w.line, w.message.clone()))
@@ -709,10 +727,7 @@ fn stock_sophisticated_example() {
     assert_eq!(
         w,
         [
-            (1, nys("uid")),
-            (2, nys("gid")),
             (3, nys("use chroot")),
-            (4, nys("max connections")),
             (5, nys("syslog facility")),
             (6, nys("pid file")),
         ]
@@ -777,7 +792,7 @@ fn fedora_style_mirror() {
     assert_eq!(c.global.pid_file, Some(PathBuf::from("/run/rsyncd.pid")));
     // One "not yet supported" warning per line that sets such a parameter.
     let lines: Vec<_> = c.warnings.iter().map(|w| w.line).collect();
-    assert_eq!(lines, [4, 5, 6, 7, 8, 9, 10, 11, 14, 15, 37]);
+    assert_eq!(lines, [6, 9, 10, 11, 15]);
 }
 
 #[test]
@@ -795,7 +810,6 @@ fn broken_config_reports_every_problem_with_lines() {
             (24, "Empty section name in config file.".to_owned()),
             (25, "Invalid parameter name in config file.".to_owned()),
             (9, "No path specified for module no-path".to_owned()),
-            (17, "access control is not implemented yet; refusing to serve module private openly".to_owned()),
         ]
     );
     assert!(e.problems.iter().all(|p| p.file == path));

@@ -189,6 +189,10 @@ pub struct BuildCtx<'a> {
     pub daemon_filter: &'a FilterList,
     /// Negotiated protocol.
     pub protocol: u8,
+    /// ACCESS HOOK (module uid/gid, `access::identity`): entries for which
+    /// this returns false do not exist for the session, by every route
+    /// (direct path, glob, --files-from, recursion, implied dirs).
+    pub visible: &'a dyn Fn(EntryRef<'_>) -> bool,
 }
 
 /// Result of a list build.
@@ -289,9 +293,9 @@ impl<'a> BuildCtx<'a> {
         }
         let has_wild = c.iter().any(|ch| matches!(ch, b'*' | b'?' | b'['));
         let candidates: Vec<EntryRef<'_>> = if has_wild {
-            dir.children().filter(|e| wildmatch(c, e.name())).collect()
+            dir.children().filter(|e| wildmatch(c, e.name()) && (self.visible)(*e)).collect()
         } else {
-            dir.child(c).into_iter().collect()
+            dir.child(c).filter(|e| (self.visible)(*e)).into_iter().collect()
         };
         for e in candidates {
             let mut p = prefix.clone();
@@ -385,7 +389,7 @@ impl<'a> BuildCtx<'a> {
         }
         let root = o.list.root_index(&dir);
         let mpath = join(&dir, &fn_);
-        let entry = self.snap.lookup(&mpath);
+        let entry = self.snap.lookup(&mpath).filter(|e| (self.visible)(*e));
         let link_stat_fail = |o: &mut BuildOutcome| {
             o.messages.push((
                 MsgCode::ErrorXfer,
@@ -425,7 +429,7 @@ impl<'a> BuildCtx<'a> {
                 if parent.is_empty() || parent == b"." || !implied_seen.insert(join(&dir, parent)) {
                     continue;
                 }
-                if let Some(pe) = self.snap.lookup(&join(&dir, parent)) {
+                if let Some(pe) = self.snap.lookup(&join(&dir, parent)).filter(|e| (self.visible)(*e)) {
                     if pe.is_dir() {
                         o.list.push(pe.index(), parent, root, true, true);
                     }
@@ -459,6 +463,9 @@ impl<'a> BuildCtx<'a> {
         }
         let mut pending_unreadable: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         self.snap.walk(dirent, &mut |rel: &[u8], e: EntryRef<'_>| {
+            if !(self.visible)(e) {
+                return if e.is_dir() { WalkControl::SkipDir } else { WalkControl::Continue };
+            }
             name_buf.clear();
             if name != b"." {
                 name_buf.extend_from_slice(name);
@@ -657,7 +664,7 @@ impl<'a> BuildCtx<'a> {
                     format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(&root_dir, &dir_name, self.module)),
                 ));
             } else {
-                for child in dirent.children() {
+                for child in dirent.children().filter(|c| (self.visible)(*c)) {
                     let mut name = if dir_name == b"." { Vec::new() } else { [dir_name.as_slice(), b"/"].concat() };
                     name.extend_from_slice(child.name());
                     let mpath = join(&base_mpath, child.name());

@@ -16,12 +16,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use protocol::args::{ArgError, ParsedArgs};
+use protocol::checksum::AuthDigest;
 use protocol::compat;
 use protocol::exit::Rerr;
 use protocol::greeting::{self, ModuleRequest};
 use protocol::mux::MsgCode;
 use protocol::wire::{put_i32, put_varint, Reader};
 
+use crate::access::auth::{self, Grant};
+use crate::access::hosts::{Peer, PeerInfo, SystemResolver, DNS_TIMEOUT};
+use crate::access::limits::{claim_connection, Slot};
 use crate::module::{ModuleRuntime, ServerState};
 use io::{Input, InputError, Output, RawInput, ReadLimits};
 
@@ -51,10 +55,31 @@ pub struct Session {
     pub(crate) protocol: u8,
     pub(crate) peer: SocketAddr,
     pub(crate) state: Arc<ServerState>,
+    /// Index of the listener the client connected to.
+    pub(crate) listener: usize,
+    /// The absolute handshake deadline (greeting to the end of the args).
+    pub(crate) deadline: Instant,
+    /// Idle timeout for the transfer phase: the module's `timeout`, the
+    /// client's `--timeout` (the smaller one that is set), else the default.
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Auth digest names from the client's greeting (3.2.7+ clients).
+    client_digests: Option<Vec<String>>,
+    /// The authenticated user, if the module asked for one.
+    pub(crate) user: Option<Vec<u8>>,
+    /// The `max connections` slot, held for the whole session.
+    _slot: Option<Slot>,
+    /// End without the graceful shutdown-and-drain (see `refuse`).
+    abortive_close: bool,
 }
 
-/// Serve one connection. Never panics on client input; returns how it ended.
-pub fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerState>) -> Result<(), SessionError> {
+/// Serve one connection arriving on listener `listener`. Never panics on
+/// client input; returns how it ended.
+pub fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    listener: usize,
+) -> Result<(), SessionError> {
     let _ = stream.set_nodelay(true);
     let settings = state.settings.clone();
     let deadline = Instant::now() + settings.handshake_timeout;
@@ -62,10 +87,29 @@ pub fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<ServerSt
     let raw = RawInput::new(read_half, ReadLimits { deadline: Some(deadline), idle: None });
     let input = Input::new(raw, settings.limits.max_msg_payload);
     let out = Output::new(stream, Some(settings.handshake_timeout.max(Duration::from_secs(30))))?;
-    let mut s = Session { input, out, protocol: 0, peer, state };
+    let mut s = Session {
+        input,
+        out,
+        protocol: 0,
+        peer,
+        state,
+        listener,
+        deadline,
+        idle_timeout: settings.idle_timeout,
+        client_digests: None,
+        user: None,
+        _slot: None,
+        abortive_close: false,
+    };
     let r = s.run();
     if let Err(e) = &r {
         tracing::info!(peer = %peer, "session ended: {e}");
+    }
+    if s.abortive_close {
+        // Like stock after refusing the arguments: just exit.  The client's
+        // unread filter list makes the kernel reset the connection, and the
+        // client reports "Connection reset by peer" (exit 10), as with stock.
+        return r;
     }
     s.out.shutdown();
     // Drain briefly so the kernel does not reset the connection while the
@@ -116,6 +160,7 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.text_error(&e.message),
         };
+        self.client_digests = g.digests;
         self.out.set_protocol(self.protocol);
 
         let module_name = loop {
@@ -133,21 +178,119 @@ impl Session {
                 Err(e) => return self.text_error(&e.message),
             }
         };
-        let module = match self.state.module(&module_name) {
+        let module = match self.state.module(&module_name, self.listener) {
             Some(m) => m.clone(),
             None => {
                 let t = format!("Unknown module '{}'", files::safe_name(&module_name));
                 return self.text_error(&t);
             }
         };
+        self.admit(&module)?;
         self.out.raw(greeting::OK_LINE)?;
         tracing::info!(peer = %self.peer, module = %module.name, protocol = self.protocol, "module requested");
         self.serve_module(module)
     }
 
+    /// `rsync_module()` up to `@RSYNCD: OK`: host ACL, connection slot, the
+    /// module's `timeout` on the handshake, then authentication.
+    fn admit(&mut self, module: &Arc<ModuleRuntime>) -> Result<(), SessionError> {
+        let rules = &module.rules;
+        let addr = Peer::from_socket(&self.peer);
+        let shown_addr = addr.addr.to_string();
+        if !rules.hosts.is_open() {
+            let resolver = SystemResolver { timeout: DNS_TIMEOUT.min(self.deadline.saturating_duration_since(Instant::now())) };
+            let mut who = PeerInfo::new(addr, &resolver);
+            if !rules.hosts.allows(&mut who) {
+                if !module.list {
+                    tracing::info!("rsync denied on module {} from {shown_addr}", module.name);
+                    return self.text_error(&format!("Unknown module '{}'", module.name));
+                }
+                let host = who.host(rules.hosts.reverse_lookup).0;
+                let host = files::safe_name(host.shown().as_bytes());
+                tracing::info!("rsync denied on module {} from {host} ({shown_addr})", module.name);
+                return self.text_error(&format!("access denied to {} from {host} ({shown_addr})", module.name));
+            }
+        }
+        match claim_connection(&rules.lock_file, rules.max_connections) {
+            Ok(slot) => self._slot = slot,
+            Err(e) => {
+                match &e {
+                    crate::access::limits::ClaimError::LockFile(io) => {
+                        tracing::warn!("failed to open lock file {}: {io}", rules.lock_file.display())
+                    }
+                    crate::access::limits::ClaimError::Full(n) => tracing::info!("max connections ({n}) reached"),
+                }
+                return self.text_error(&e.client_text());
+            }
+        }
+        // A module timeout shortens the handshake deadline (never extends it).
+        if let Some(t) = rules.timeout {
+            self.deadline = self.deadline.min(Instant::now() + t);
+            self.input.set_limits(ReadLimits { deadline: Some(self.deadline), idle: None });
+        }
+        if rules.auth.required() {
+            self.authenticate(module, &shown_addr)?;
+        }
+        Ok(())
+    }
+
+    /// `auth_server()`: negotiate the digest, send a challenge, check the
+    /// answer.  Every failure gives the client the same text.
+    fn authenticate(&mut self, module: &Arc<ModuleRuntime>, addr: &str) -> Result<(), SessionError> {
+        let rules = &module.rules;
+        let failed = format!("auth failed on module {}", module.name);
+        let Some(digest) = auth::negotiate_digest(self.client_digests.as_deref(), self.protocol) else {
+            let ours: Vec<&str> = auth::DIGEST_ORDER.iter().map(|d| d.name()).collect();
+            self.out.raw(&greeting::error_line(&format!(
+                "your client does not support one of our daemon-auth checksums: {}",
+                ours.join(" ")
+            )))?;
+            return Err(SessionError::Exit { code: Rerr::Unsupported, message: "no common auth digest".into() });
+        };
+        if let Some(floor) = rules.auth.floor {
+            if auth::below_floor(digest, floor) {
+                tracing::info!(
+                    "auth failed on module {} from {addr}: negotiated auth digest {} is weaker than the required 'auth digest = {}'",
+                    module.name,
+                    digest.name(),
+                    floor.name()
+                );
+                return self.text_error(&failed);
+            }
+        }
+        let challenge = match auth::new_challenge(digest) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("auth failed on module {} from {addr}: no random challenge: {e}", module.name);
+                return self.text_error(&failed);
+            }
+        };
+        self.out.raw(&greeting::authreqd_line(&challenge))?;
+        let line = match self.input.read_line(self.state.settings.limits.max_line) {
+            Ok(l) => l,
+            Err(InputError::Protocol(_)) => b"".to_vec(),
+            Err(e) => return Err(e.into()),
+        };
+        let root = self.state.daemon_is_root;
+        match rules.auth.verify(&line, &challenge, digest, root, &auth::system_groups_of) {
+            Ok(login) => {
+                tracing::info!(module = %module.name, user = %files::safe_name(&login.user), digest = digest_label(digest), "authenticated");
+                if login.grant == Grant::ReadWrite {
+                    tracing::info!(module = %module.name, "\"rw\" access granted, but this daemon only serves downloads");
+                }
+                self.user = Some(login.user);
+                Ok(())
+            }
+            Err((user, why)) => {
+                tracing::info!("auth failed on module {} from {addr} for {}: {why}", module.name, files::safe_name(&user));
+                self.text_error(&failed)
+            }
+        }
+    }
+
     fn send_listing(&mut self) -> Result<(), SessionError> {
         let mut b = Vec::new();
-        for m in self.state.modules.iter().filter(|m| m.list) {
+        for m in self.state.listed(self.listener) {
             b.extend_from_slice(&greeting::listing_line(&m.name, &m.comment));
         }
         if self.protocol >= 25 {
@@ -173,28 +316,53 @@ impl Session {
             }
         });
         let second = if secluded { Some(self.read_args(true)?) } else { None };
-        // The handshake deadline ends here; the idle timeout takes over.
-        let idle = self.state.settings.idle_timeout;
-        self.input.set_limits(ReadLimits { deadline: None, idle });
-
         let parsed = protocol::args::parse_server_args(&first, second.as_deref());
         let parsed = match parsed.and_then(|p| check_supported(p, &module)) {
             Ok(p) => p,
             Err(e) => return self.refuse(e),
         };
+        // The handshake deadline ends here; the idle timeout takes over:
+        // the module's `timeout` if it is set and smaller than the client's
+        // `--timeout` (or the client gave none), as stock's io_timeout.
+        let client = parsed.options.timeout.filter(|&t| t > 0).map(|t| Duration::from_secs(u64::from(t)));
+        self.idle_timeout = match (module.rules.timeout, client) {
+            (Some(m), Some(c)) => Some(m.min(c)),
+            (Some(m), None) => Some(m),
+            (None, Some(c)) => Some(c),
+            (None, None) => self.state.settings.idle_timeout,
+        };
+        self.input.set_limits(ReadLimits { deadline: None, idle: self.idle_timeout });
+        if module.rules.write_only {
+            // main.c: do_server_sender().
+            return self.refuse_fatal("ERROR: module is write only".into(), Rerr::Syntax);
+        }
         transfer::run_sender(self, module, parsed)
     }
 
     /// Stock behaviour for arguments it will not run (`rsync_module()`):
     /// finish the binary setup without the client's capabilities, start
-    /// multiplexing, send the error, wait a moment and exit.
+    /// multiplexing, send the error, wait a moment and exit.  A push is
+    /// refused later in stock (`do_server_recv()`), as a fatal error.
     fn refuse(&mut self, e: ArgError) -> Result<(), SessionError> {
         let (text, code) = match &e {
-            ArgError::Push => ("ERROR: module is read only".to_string(), Rerr::Syntax),
+            ArgError::Push => return self.refuse_fatal("ERROR: module is read only".to_string(), Rerr::Syntax),
             ArgError::Unsupported { message, .. } => (format!("rsync: {message}"), Rerr::Unsupported),
             ArgError::Unknown { message } => (format!("rsync: {message}"), Rerr::Syntax),
             ArgError::Syntax { message } => (format!("rsync: {message}"), Rerr::Syntax),
         };
+        self.refused_setup()?;
+        let mut t = text.clone();
+        t.push('\n');
+        self.out.msg(MsgCode::Error, t.as_bytes())?;
+        self.out.flush()?;
+        std::thread::sleep(Duration::from_millis(400));
+        self.abortive_close = true;
+        Err(SessionError::Exit { code, message: text })
+    }
+
+    /// The binary setup of a session that will not transfer: compat flags
+    /// (without the client's capabilities), seed, multiplexing.
+    fn refused_setup(&mut self) -> Result<(), SessionError> {
         let mut b = Vec::new();
         if self.protocol >= 30 {
             put_varint(&mut b, compat::REFUSED_ARGS_COMPAT_FLAGS as i32);
@@ -202,11 +370,20 @@ impl Session {
         put_i32(&mut b, self.new_seed());
         self.out.raw(&b)?;
         self.out.start_mux()?;
+        Ok(())
+    }
+
+    /// A fatal error after the setup (`exit_cleanup()` in the server role):
+    /// the text, then MSG_ERROR_EXIT with the code for protocol >= 31.
+    fn refuse_fatal(&mut self, text: String, code: Rerr) -> Result<(), SessionError> {
+        self.refused_setup()?;
         let mut t = text.clone();
         t.push('\n');
         self.out.msg(MsgCode::Error, t.as_bytes())?;
+        if self.protocol >= 31 {
+            self.out.msg(MsgCode::ErrorExit, &code.code().to_le_bytes())?;
+        }
         self.out.flush()?;
-        std::thread::sleep(Duration::from_millis(400));
         Err(SessionError::Exit { code, message: text })
     }
 
@@ -261,11 +438,23 @@ fn check_supported(p: ParsedArgs, module: &ModuleRuntime) -> Result<ParsedArgs, 
             refuse("files-from", None)?;
         }
     }
+    // The module's `refuse options` (and the options every daemon refuses).
+    module.rules.refuse.check(o)?;
     Ok(p)
 }
 
+fn digest_label(d: AuthDigest) -> &'static str {
+    match d {
+        AuthDigest::Md4Legacy => "md4 (legacy)",
+        other => other.name(),
+    }
+}
+
 /// Read helper used by the transfer code: decode with a `Reader`.
-pub(crate) fn with_reader<T>(b: &[u8], f: impl FnOnce(&mut Reader<'_>) -> protocol::DecodeResult<T>) -> protocol::DecodeResult<(T, usize)> {
+pub(crate) fn with_reader<T>(
+    b: &[u8],
+    f: impl FnOnce(&mut Reader<'_>) -> protocol::DecodeResult<T>,
+) -> protocol::DecodeResult<(T, usize)> {
     let mut r = Reader::new(b);
     let v = f(&mut r)?;
     Ok((v, r.consumed()))

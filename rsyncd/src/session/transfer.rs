@@ -325,6 +325,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
 
     let t0 = Instant::now();
     let snap = module.snapshot.clone();
+    let visibility = module.rules.access.view();
     let ctx = BuildCtx {
         inc_first: false,
         snap: &snap,
@@ -333,6 +334,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         client_filter: &client_filter,
         daemon_filter: &module.daemon_filter,
         protocol: p,
+        visible: &|e| visibility.visible(e),
     };
     let mut args = Vec::new();
     for a in &parsed.paths {
@@ -445,7 +447,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         .name("rsyncd-reader".into())
         .spawn(move || reader_thread(input, cfg, tx, tr))
         .map_err(SessionError::Output)?;
-    let idle = s.state.settings.idle_timeout;
+    let idle = s.idle_timeout;
     let mut xfer = Xfer {
         ndx_out,
         tokens: match TokenEncoder::new(neg.compression, o.compress_level, p) {
@@ -603,7 +605,7 @@ fn to_file_entry<'a>(
 fn file_checksum(module: &ModuleRuntime, mpath: &[u8], algo: ChecksumAlgo) -> Vec<u8> {
     let mut h = file_list_checksum_hasher(algo);
     let len = algo.digest_len();
-    match module.root.open_file(mpath) {
+    match module.root.open_file(mpath).and_then(|f| opened_readable(module, mpath, f)) {
         Ok(mut f) => {
             let mut b = vec![0u8; 256 * 1024];
             loop {
@@ -616,6 +618,16 @@ fn file_checksum(module: &ModuleRuntime, mpath: &[u8], algo: ChecksumAlgo) -> Ve
             h.finish()
         }
         Err(_) => vec![0u8; len],
+    }
+}
+
+/// ACCESS HOOK: re-check what was opened against the module's identity
+/// (`fstat` of the fd, real directories above it); hidden means "vanished".
+fn opened_readable(module: &ModuleRuntime, mpath: &[u8], f: std::fs::File) -> std::io::Result<std::fs::File> {
+    if module.rules.access.may_read_opened(mpath, &f) {
+        Ok(f)
+    } else {
+        Err(std::io::Error::from_raw_os_error(libc::ENOENT))
     }
 }
 
@@ -800,7 +812,7 @@ fn send_file(
     io_error: &mut i32,
 ) -> Result<(), SessionError> {
     let mpath = list.module_path(it);
-    let mut file = match module.root.open_file(&mpath) {
+    let mut file = match module.root.open_file(&mpath).and_then(|f| opened_readable(module, &mpath, f)) {
         Ok(f) => f,
         Err(e) => {
             let root = &list.roots[it.root as usize];
