@@ -71,13 +71,32 @@ pub(crate) fn kill_group(child: &Child, sig: libc::c_int) {
 /// The command runs in its own process group, and on timeout the whole group
 /// (rsync forks a receiver/generator pair) is killed.
 pub fn run_command(cmd: &mut Command, timeout: Duration) -> RunResult {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    run_command_input(cmd, timeout, None)
+}
+
+/// [`run_command`] feeding `input` (when given) to the command's stdin, which
+/// is closed after it; `None` gives a closed (null) stdin.
+pub fn run_command_input(cmd: &mut Command, timeout: Duration, input: Option<&[u8]>) -> RunResult {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+    let feeder = input.map(|data| {
+        let mut w = child.stdin.take().expect("piped stdin");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            // The client may exit without reading it all (an error case).
+            let _ = w.write_all(&data);
+        })
+    });
     let out = drain(child.stdout.take().expect("piped stdout"));
     let err = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + timeout;
@@ -97,6 +116,9 @@ pub fn run_command(cmd: &mut Command, timeout: Duration) -> RunResult {
     // A grandchild that outlived the client could keep the pipes open; the
     // group kill above covers the timeout case, and rsync's own children exit
     // with it in the normal case.
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
     let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
     let mut stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
     if timed_out {
@@ -117,10 +139,20 @@ pub fn run_client(args: &[&str]) -> RunResult {
 
 /// Runs the stock `rsync` client with `args` and a deadline.
 pub fn run_client_timeout<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration) -> RunResult {
+    run_client_input(args, timeout, None)
+}
+
+/// Runs the stock `rsync` client with `args`, a deadline, and `input` (when
+/// given) as its stdin (for `--files-from=-`).
+pub fn run_client_input<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    timeout: Duration,
+    input: Option<&[u8]>,
+) -> RunResult {
     let mut cmd = Command::new("rsync");
     cmd.args(args);
     pin_env(&mut cmd);
-    run_command(&mut cmd, timeout)
+    run_command_input(&mut cmd, timeout, input)
 }
 
 #[cfg(test)]
@@ -136,6 +168,15 @@ mod tests {
         assert_eq!(r.stdout, "out\n");
         assert_eq!(r.stderr, "err\n");
         assert!(!r.timed_out);
+    }
+
+    #[test]
+    fn feeds_stdin() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "tr a-z A-Z"]);
+        let r = run_command_input(&mut cmd, Duration::from_secs(10), Some(b"abc\n"));
+        assert_eq!(r.code, 0);
+        assert_eq!(r.stdout, "ABC\n");
     }
 
     #[test]
