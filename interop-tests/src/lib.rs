@@ -85,6 +85,11 @@ pub struct Case {
     /// A client run against the same daemon before the compared one (same
     /// placeholders; it must exit 0), e.g. a first pull for a null-sync case.
     pub pre_args: Option<Vec<String>>,
+    /// Compare stdout as a sorted list of lines: for runs whose output lines
+    /// come from two client processes and interleave nondeterministically
+    /// (`-i` before protocol 29: the receiver itemizes transferred files, the
+    /// generator everything else).
+    pub unordered_stdout: bool,
 }
 
 impl Case {
@@ -106,6 +111,7 @@ impl Case {
             timeout: CLIENT_TIMEOUT,
             stdin: None,
             pre_args: None,
+            unordered_stdout: false,
         }
     }
 
@@ -167,6 +173,12 @@ impl Case {
     /// Feeds `input` to the client's stdin.
     pub fn stdin(mut self, input: &[u8]) -> Case {
         self.stdin = Some(input.to_vec());
+        self
+    }
+
+    /// Compares stdout as sorted lines (see [`Case::unordered_stdout`]).
+    pub fn unordered_stdout(mut self) -> Case {
+        self.unordered_stdout = true;
         self
     }
 
@@ -403,7 +415,17 @@ pub fn compare_case(case: &Case) -> Outcome {
             ));
         }
     }
-    if let Some(d) = normalise::text_diff(&a.stdout, &b.stdout) {
+    let sorted = |s: &str| {
+        let mut l: Vec<&str> = s.lines().collect();
+        l.sort_unstable();
+        l.join("\n")
+    };
+    let (out_a, out_b) = if case.unordered_stdout {
+        (sorted(&a.stdout), sorted(&b.stdout))
+    } else {
+        (a.stdout.clone(), b.stdout.clone())
+    };
+    if let Some(d) = normalise::text_diff(&out_a, &out_b) {
         mismatches.push(format!(
             "normalised stdout differs (- {}, + {}):\n{d}",
             a.which.name(),
