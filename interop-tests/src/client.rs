@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The default deadline for one client run.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What one client run produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,7 @@ pub fn run_command_input(cmd: &mut Command, timeout: Duration, input: Option<&[u
     let err = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
+    let mut stray = false;
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st,
@@ -113,9 +114,19 @@ pub fn run_command_input(cmd: &mut Command, timeout: Duration, input: Option<&[u
             Err(e) => panic!("waiting for {cmd:?}: {e}"),
         }
     };
-    // A grandchild that outlived the client could keep the pipes open; the
-    // group kill above covers the timeout case, and rsync's own children exit
-    // with it in the normal case.
+    // A child of the client (rsync forks a receiver) that outlived it keeps
+    // the pipes open: give it a moment, then kill the rest of the group, so
+    // a client that died leaving a stuck child cannot hang the test until
+    // the daemon's I/O timeout. rsync's own children exit with it normally.
+    let linger = Instant::now() + Duration::from_secs(5).min(timeout);
+    while !(out.is_finished() && err.is_finished()) {
+        if Instant::now() >= linger {
+            kill_group(&child, libc::SIGKILL);
+            stray = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
     if let Some(f) = feeder {
         let _ = f.join();
     }
@@ -123,6 +134,9 @@ pub fn run_command_input(cmd: &mut Command, timeout: Duration, input: Option<&[u
     let mut stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
     if timed_out {
         stderr.push_str(&format!("[harness: killed after {timeout:?}]\n"));
+    }
+    if stray {
+        stderr.push_str("[harness: killed a child left running after the client exited]\n");
     }
     RunResult {
         code: status.code().unwrap_or(-1),
