@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The default deadline for one client run.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What one client run produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,17 +71,37 @@ pub(crate) fn kill_group(child: &Child, sig: libc::c_int) {
 /// The command runs in its own process group, and on timeout the whole group
 /// (rsync forks a receiver/generator pair) is killed.
 pub fn run_command(cmd: &mut Command, timeout: Duration) -> RunResult {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    run_command_input(cmd, timeout, None)
+}
+
+/// [`run_command`] feeding `input` (when given) to the command's stdin, which
+/// is closed after it; `None` gives a closed (null) stdin.
+pub fn run_command_input(cmd: &mut Command, timeout: Duration, input: Option<&[u8]>) -> RunResult {
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0);
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+    let feeder = input.map(|data| {
+        let mut w = child.stdin.take().expect("piped stdin");
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            // The client may exit without reading it all (an error case).
+            let _ = w.write_all(&data);
+        })
+    });
     let out = drain(child.stdout.take().expect("piped stdout"));
     let err = drain(child.stderr.take().expect("piped stderr"));
     let deadline = Instant::now() + timeout;
     let mut timed_out = false;
+    let mut stray = false;
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break st,
@@ -94,13 +114,29 @@ pub fn run_command(cmd: &mut Command, timeout: Duration) -> RunResult {
             Err(e) => panic!("waiting for {cmd:?}: {e}"),
         }
     };
-    // A grandchild that outlived the client could keep the pipes open; the
-    // group kill above covers the timeout case, and rsync's own children exit
-    // with it in the normal case.
+    // A child of the client (rsync forks a receiver) that outlived it keeps
+    // the pipes open: give it a moment, then kill the rest of the group, so
+    // a client that died leaving a stuck child cannot hang the test until
+    // the daemon's I/O timeout. rsync's own children exit with it normally.
+    let linger = Instant::now() + Duration::from_secs(5).min(timeout);
+    while !(out.is_finished() && err.is_finished()) {
+        if Instant::now() >= linger {
+            kill_group(&child, libc::SIGKILL);
+            stray = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if let Some(f) = feeder {
+        let _ = f.join();
+    }
     let stdout = String::from_utf8_lossy(&out.join().unwrap_or_default()).into_owned();
     let mut stderr = String::from_utf8_lossy(&err.join().unwrap_or_default()).into_owned();
     if timed_out {
         stderr.push_str(&format!("[harness: killed after {timeout:?}]\n"));
+    }
+    if stray {
+        stderr.push_str("[harness: killed a child left running after the client exited]\n");
     }
     RunResult {
         code: status.code().unwrap_or(-1),
@@ -117,10 +153,20 @@ pub fn run_client(args: &[&str]) -> RunResult {
 
 /// Runs the stock `rsync` client with `args` and a deadline.
 pub fn run_client_timeout<S: AsRef<std::ffi::OsStr>>(args: &[S], timeout: Duration) -> RunResult {
+    run_client_input(args, timeout, None)
+}
+
+/// Runs the stock `rsync` client with `args`, a deadline, and `input` (when
+/// given) as its stdin (for `--files-from=-`).
+pub fn run_client_input<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    timeout: Duration,
+    input: Option<&[u8]>,
+) -> RunResult {
     let mut cmd = Command::new("rsync");
     cmd.args(args);
     pin_env(&mut cmd);
-    run_command(&mut cmd, timeout)
+    run_command_input(&mut cmd, timeout, input)
 }
 
 #[cfg(test)]
@@ -136,6 +182,15 @@ mod tests {
         assert_eq!(r.stdout, "out\n");
         assert_eq!(r.stderr, "err\n");
         assert!(!r.timed_out);
+    }
+
+    #[test]
+    fn feeds_stdin() {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "tr a-z A-Z"]);
+        let r = run_command_input(&mut cmd, Duration::from_secs(10), Some(b"abc\n"));
+        assert_eq!(r.code, 0);
+        assert_eq!(r.stdout, "ABC\n");
     }
 
     #[test]

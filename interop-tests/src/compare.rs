@@ -207,8 +207,27 @@ pub fn diff_trees(a: &TreeSnapshot, b: &TreeSnapshot) -> Vec<String> {
     diff_trees_with(a, b, DiffOptions::default())
 }
 
+/// How close to the current time an mtime must be to count as "set by the
+/// clock" (see [`diff_trees_with`]).
+pub const NOW_ISH: i64 = 86_400;
+
+/// True when both mtimes are within [`NOW_ISH`] of `now`: neither run set
+/// them (a destination root that only received files, a directory created
+/// implicitly, a file written without `-t`), so they are wall-clock times
+/// that legitimately differ. Fixture mtimes are all far from now.
+fn both_now_ish(a: &Entry, b: &Entry, now: i64) -> bool {
+    (a.mtime_sec - now).abs() < NOW_ISH && (b.mtime_sec - now).abs() < NOW_ISH
+}
+
 /// [`diff_trees`] with options.
+///
+/// Modification times that are "now-ish" (within [`NOW_ISH`] of the current
+/// time) on both sides compare equal: they are wall-clock times, not set by
+/// rsync on either side. One side now-ish and the other not is a difference.
 pub fn diff_trees_with(a: &TreeSnapshot, b: &TreeSnapshot, opts: DiffOptions) -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let mut out = Vec::new();
     for (path, ea) in &a.entries {
         let p = show_path(path);
@@ -231,7 +250,7 @@ pub fn diff_trees_with(a: &TreeSnapshot, b: &TreeSnapshot, opts: DiffOptions) ->
             format!("{:04o}", eb.mode),
         );
         field("size", ea.size.to_string(), eb.size.to_string());
-        if !(opts.ignore_dir_mtime && ea.kind == Kind::Dir) {
+        if !(opts.ignore_dir_mtime && ea.kind == Kind::Dir) && !both_now_ish(ea, eb, now) {
             field(
                 "mtime",
                 format!("{}.{:09}", ea.mtime_sec, ea.mtime_nsec),
@@ -291,6 +310,8 @@ mod tests {
             for f in ["sub/f", "g", "sub", "."] {
                 File::open(d.join(f)).unwrap().set_times(mt).unwrap();
             }
+            // The symlink's own mtime too (else it is "now" and may differ).
+            crate::tree::set_mtime(&d.join("l"), 1000, 0);
         }
         let (sa, sb) = (snapshot_tree(&a), snapshot_tree(&b));
         assert_eq!(diff_trees(&sa, &sb), Vec::<String>::new());
@@ -310,6 +331,26 @@ mod tests {
         assert!(d.iter().any(|l| l == "g: mode A=0640 B=0600"), "{d:?}");
         assert!(d.iter().any(|l| l == "only in A: l (Symlink)"), "{d:?}");
         assert!(d.iter().any(|l| l == "only in B: new (File)"), "{d:?}");
+    }
+
+    #[test]
+    fn now_ish_mtimes_compare_equal_only_on_both_sides() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        for d in [&a, &b] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("f"), b"x").unwrap();
+            crate::tree::set_mtime(d, 1000, 0);
+        }
+        // Both written "now", a few ns apart: equal.
+        assert_eq!(
+            diff_trees(&snapshot_tree(&a), &snapshot_tree(&b)),
+            Vec::<String>::new()
+        );
+        // One pinned, one now: a difference.
+        crate::tree::set_mtime(&b.join("f"), 1000, 0);
+        let d = diff_trees(&snapshot_tree(&a), &snapshot_tree(&b));
+        assert!(d.iter().any(|l| l.starts_with("f: mtime")), "{d:?}");
     }
 
     #[test]

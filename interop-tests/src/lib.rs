@@ -24,7 +24,7 @@ pub mod normalise;
 pub mod stock;
 pub mod tree;
 
-pub use client::{run_client, run_client_timeout, RunResult, CLIENT_TIMEOUT};
+pub use client::{run_client, run_client_input, run_client_timeout, RunResult, CLIENT_TIMEOUT};
 pub use compare::{diff_trees, diff_trees_with, snapshot_tree, DiffOptions, TreeSnapshot};
 pub use daemon::{ours_binary, second_side, Daemon, ModuleSpec, Which};
 pub use normalise::{normalise, NormaliseCtx, StatsCompare};
@@ -51,6 +51,8 @@ pub type PrepareFn = Box<dyn Fn(&Path) + Send + Sync>;
 /// side's destination directory (created empty with mode 0755 and mtime
 /// [`DEST_MTIME`], then given to `prepare_dest`; a root mtime that the
 /// preparation left "now-ish" is pinned back to [`DEST_MTIME`]).
+/// `{%XX}` (two hex digits) stands for the raw byte `0xXX`, for arguments
+/// that are not UTF-8.
 pub struct Case {
     /// A name for messages and temp dirs.
     pub name: String,
@@ -78,6 +80,16 @@ pub struct Case {
     pub second: Option<Which>,
     /// The client's deadline.
     pub timeout: Duration,
+    /// Bytes fed to the client's stdin (for `--files-from=-`); `None`: closed.
+    pub stdin: Option<Vec<u8>>,
+    /// A client run against the same daemon before the compared one (same
+    /// placeholders; it must exit 0), e.g. a first pull for a null-sync case.
+    pub pre_args: Option<Vec<String>>,
+    /// Compare stdout as a sorted list of lines: for runs whose output lines
+    /// come from two client processes and interleave nondeterministically
+    /// (`-i` before protocol 29: the receiver itemizes transferred files, the
+    /// generator everything else).
+    pub unordered_stdout: bool,
 }
 
 impl Case {
@@ -97,6 +109,9 @@ impl Case {
             first: Which::Stock,
             second: None,
             timeout: CLIENT_TIMEOUT,
+            stdin: None,
+            pre_args: None,
+            unordered_stdout: false,
         }
     }
 
@@ -152,6 +167,24 @@ impl Case {
     /// Sets the client's deadline.
     pub fn timeout(mut self, t: Duration) -> Case {
         self.timeout = t;
+        self
+    }
+
+    /// Feeds `input` to the client's stdin.
+    pub fn stdin(mut self, input: &[u8]) -> Case {
+        self.stdin = Some(input.to_vec());
+        self
+    }
+
+    /// Compares stdout as sorted lines (see [`Case::unordered_stdout`]).
+    pub fn unordered_stdout(mut self) -> Case {
+        self.unordered_stdout = true;
+        self
+    }
+
+    /// Runs the client with `args` against the same daemon first (must exit 0).
+    pub fn pre_run(mut self, args: &[&str]) -> Case {
+        self.pre_args = Some(args.iter().map(|s| s.to_string()).collect());
         self
     }
 }
@@ -236,16 +269,40 @@ fn pin_dest_root(dest: &Path) {
     }
 }
 
-fn expand(args: &[String], daemon: &Daemon, module: &str, dest: &Path) -> Vec<String> {
+fn expand(args: &[String], daemon: &Daemon, module: &str, dest: &Path) -> Vec<std::ffi::OsString> {
     let dest = dest.to_str().expect("temp path is UTF-8");
     args.iter()
         .map(|a| {
-            a.replace("{url}", &daemon.url(module))
+            let s = a
+                .replace("{url}", &daemon.url(module))
                 .replace("{root}", &daemon.url(""))
                 .replace("{port}", &daemon.port.to_string())
-                .replace("{dest}", dest)
+                .replace("{dest}", dest);
+            std::os::unix::ffi::OsStringExt::from_vec(raw_bytes(&s))
         })
         .collect()
+}
+
+/// Replaces each `{%XX}` in `s` by the byte `0xXX`.
+fn raw_bytes(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i..].starts_with(b"{%") && b.len() >= i + 5 && b[i + 4] == b'}' {
+            if let Some(v) = std::str::from_utf8(&b[i + 2..i + 4])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(v);
+                i += 5;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
 }
 
 fn run_side(case: &Case, which: Which, work: &Path, tmp: &Path) -> SideRun {
@@ -263,8 +320,23 @@ fn run_side(case: &Case, which: Which, work: &Path, tmp: &Path) -> SideRun {
         .clone()
         .or_else(|| case.modules.first().map(|m| m.name.clone()))
         .unwrap_or_default();
-    let args = expand(&case.args, &daemon, &module, &dest);
-    let raw = run_client_timeout(&args, case.timeout);
+    if let Some(pre) = &case.pre_args {
+        let pre = expand(pre, &daemon, &module, &dest);
+        let r = run_client_input(&pre, case.timeout, case.stdin.as_deref());
+        assert!(
+            r.code == 0,
+            "case {:?}: the pre-run {pre:?} against {} failed: {r:?}\ndaemon log:\n{}",
+            case.name,
+            which.name(),
+            daemon.log()
+        );
+    }
+    let os_args = expand(&case.args, &daemon, &module, &dest);
+    let raw = run_client_input(&os_args, case.timeout, case.stdin.as_deref());
+    let args: Vec<String> = os_args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let tree = snapshot_tree(&dest);
     let ctx = NormaliseCtx {
         port: daemon.port,
@@ -343,7 +415,17 @@ pub fn compare_case(case: &Case) -> Outcome {
             ));
         }
     }
-    if let Some(d) = normalise::text_diff(&a.stdout, &b.stdout) {
+    let sorted = |s: &str| {
+        let mut l: Vec<&str> = s.lines().collect();
+        l.sort_unstable();
+        l.join("\n")
+    };
+    let (out_a, out_b) = if case.unordered_stdout {
+        (sorted(&a.stdout), sorted(&b.stdout))
+    } else {
+        (a.stdout.clone(), b.stdout.clone())
+    };
+    if let Some(d) = normalise::text_diff(&out_a, &out_b) {
         mismatches.push(format!(
             "normalised stdout differs (- {}, + {}):\n{d}",
             a.which.name(),
@@ -398,4 +480,16 @@ pub fn module_with(name: &str, build: impl FnOnce(&Path)) -> (tempfile::TempDir,
     build(&root);
     let spec = ModuleSpec::new(name, &root);
     (dir, spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raw_bytes;
+
+    #[test]
+    fn byte_escapes() {
+        assert_eq!(raw_bytes("a{%ff}b{%FE}"), b"a\xffb\xfe".to_vec());
+        assert_eq!(raw_bytes("{%zz}{%4}{url}"), b"{%zz}{%4}{url}".to_vec());
+        assert_eq!(raw_bytes("ü"), "ü".as_bytes().to_vec());
+    }
 }

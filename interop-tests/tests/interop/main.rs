@@ -8,8 +8,20 @@
 
 mod access;
 mod common;
+
+mod checksums;
+mod compression;
 mod errors;
+mod errors_matrix;
+mod files_from;
+mod filters;
 mod fixtures;
 mod harness;
 mod listing;
+mod listings;
+mod mirror;
+mod modes;
+mod odd_names;
+mod paths;
+mod protocols;
 mod pull;

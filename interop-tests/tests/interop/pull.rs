@@ -1,11 +1,9 @@
 //! Pulling a module into an empty or stale destination.
 
-use std::path::Path;
-
-use interop_tests::tree::{self, pseudo_random, set_mtime, BASE_MTIME};
+use interop_tests::tree;
 use interop_tests::{differential, Case};
 
-use crate::common::edge_module;
+use crate::common::{edge_module, stale_copy};
 
 #[test]
 fn archive_pull() {
@@ -50,25 +48,6 @@ fn protocol_29_pull() {
     assert!(a.stdout.contains("times/nsec\n"), "{}", a.stdout);
 }
 
-/// An older copy in the destination: changed, truncated, extra and missing
-/// files, so the run uses the delta algorithm and deletes.
-fn stale_copy(dest: &Path) {
-    tree::build_edge_tree(dest);
-    let big = dest.join("size-1048576");
-    let mut data = std::fs::read(&big).unwrap();
-    data[500_000..500_100].copy_from_slice(&pseudo_random(b"patch", 100));
-    data.truncate(1_000_000);
-    std::fs::write(&big, &data).unwrap();
-    set_mtime(&big, BASE_MTIME - 5, 0);
-    let mid = dest.join("size-200000");
-    std::fs::write(&mid, pseudo_random(b"size-200000", 150_000)).unwrap();
-    set_mtime(&mid, BASE_MTIME - 5, 0);
-    std::fs::remove_file(dest.join("size-32769")).unwrap();
-    std::fs::write(dest.join("extra-file"), b"to be deleted\n").unwrap();
-    std::fs::create_dir(dest.join("extra-dir")).unwrap();
-    std::fs::write(dest.join("extra-dir/x"), b"x\n").unwrap();
-}
-
 #[test]
 fn delta_into_stale_copy() {
     interop_tests::require_rsync!();
@@ -103,8 +82,17 @@ fn delta_into_stale_copy() {
     // literal data sent is far below the file size.
     for r in [&a, &b] {
         let num = |key: &str| -> u64 {
-            let l = r.stdout.lines().find(|l| l.starts_with(key)).expect("--stats output");
-            l[key.len()..].trim().trim_end_matches(" bytes").replace(',', "").parse().expect("number")
+            let l = r
+                .stdout
+                .lines()
+                .find(|l| l.starts_with(key))
+                .expect("--stats output");
+            l[key.len()..]
+                .trim()
+                .trim_end_matches(" bytes")
+                .replace(',', "")
+                .parse()
+                .expect("number")
         };
         let matched = num("Matched data: ");
         let literal = num("Literal data: ");
