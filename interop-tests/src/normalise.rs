@@ -62,7 +62,7 @@ fn patterns() -> &'static Patterns {
         // drains its input closes cleanly. Either way the client's verdict
         // (exit code, error lines) is already decided and compared.
         reset: Regex::new(
-            r"(?m)^rsync: \[(?:Receiver|sender|generator)\] read error: Connection reset by peer \(104\)\n",
+            r"(?m)^rsync: \[(?:Receiver|sender|generator)\] (?:read error: Connection reset by peer \(104\)|write error: Broken pipe \(32\))\n",
         )
         .unwrap(),
     })

@@ -25,7 +25,6 @@ cases! {
     zc_none => full("zc_none", &["--zc=none"]);
     z_level_1 => full("z_level_1", &["-z", "--compress-level=1"]);
     z_level_9 => full("z_level_9", &["-z", "--compress-level=9"]);
-    #[ignore = "daemon bug: --compress-level=9 without -z: session ends 'protocol error: invalid mux header: unexpected tag 109', client exit 12 (stock: plain pull, exit 0)"]
     compress_level_9_alone => full("compress_level_9_alone", &["--compress-level=9"]);
     z_protocol_29 => full("z_protocol_29", &["-z", "--protocol=29"]);
     zc_zlib_protocol_30 => full("zc_zlib_protocol_30", &["--zc=zlib", "--protocol=30"]);

@@ -87,11 +87,8 @@ fn ours_refuses(opt: &str, option: &str) {
 }
 
 cases! {
-    #[ignore = "daemon bug: push to a read-only module: ours sends 'ERROR: module is read only' but then just closes, so the client exits 12 ('connection unexpectedly closed'); stock also sends 'rsync error: syntax or usage error (code 1) ... [Receiver]' and the client exits 1 (10 at protocol 29)"]
     push_read_only => push("push_ro", edge(), &["-a"], 1);
-    #[ignore = "daemon bug: push to a read-only module: ours sends 'ERROR: module is read only' but then just closes, so the client exits 12 ('connection unexpectedly closed'); stock also sends 'rsync error: syntax or usage error (code 1) ... [Receiver]' and the client exits 1 (10 at protocol 29)"]
     push_read_only_p29 => push("push_ro_p29", edge(), &["-a", "--protocol=29"], 10);
-    #[ignore = "daemon bug: push to a read-only module: ours sends 'ERROR: module is read only' but then just closes, so the client exits 12 ('connection unexpectedly closed'); stock also sends 'rsync error: syntax or usage error (code 1) ... [Receiver]' and the client exits 1 (10 at protocol 29)"]
     push_write_only_module_read_only => push("push_ro_explicit", edge().with("read only", "yes"), &["-av"], 1);
     ours_refuses_acls => ours_refuses("-aA", "acls");
     ours_refuses_xattrs => ours_refuses("-aX", "xattrs");
@@ -103,7 +100,6 @@ cases! {
     raw_list_modules_protocol_20 => raw_differential(b"@RSYNCD: 20.0\n#list\n", "mod            \t\n");
     raw_list_modules => raw_differential(b"@RSYNCD: 31.0\n#list\n", "mod            \t\n@RSYNCD: EXIT\n");
     raw_empty_module_line => raw_differential(b"@RSYNCD: 31.0\n\n", "mod            \t\n@RSYNCD: EXIT\n");
-    #[ignore = "daemon bug: 'refuse options = compress' is ignored: -z pull succeeds; stock: 'rsync: The server is configured to refuse --compress (-z)', exit 10"]
     refuse_options_compress => {
         let (a, _) = differential(
             &Case::new("refuse_compress", vec![edge().with("refuse options", "compress")])

@@ -61,7 +61,6 @@ cases! {
         &["top", "a.txt", "sub/"],
         &["dir/", "dir/x.txt", "dir/sub/z.o"],
     );
-    #[ignore = "daemon bug: -C ignores per-directory .cvsignore files: src/generated.h (listed in src/.cvsignore) is sent; stock excludes it"]
     cvs_exclude => filt(
         "cvs_exclude",
         &["-C"],
@@ -132,11 +131,9 @@ cases! {
         let (a, _) = daemon_side("daemon_exclude_list", EXCL.0, EXCL.1, &["-r", "--list-only", "{url}/"], 0);
         assert!(!a.stdout.contains("secret") && !a.stdout.contains(".tmp"), "{}", a.stdout);
     };
-    #[ignore = "daemon bug: 'mod/secret/' with 'exclude = secret/' sends the excluded dir as '.' (its mtime reaches the client), exit 0; stock: 'change_dir \"secret\" (in mod) failed: No such file or directory (2)', exit 23"]
     daemon_exclude_direct_dir => {
         daemon_side("daemon_exclude_dir", EXCL.0, EXCL.1, &["-a", "{url}/secret/", "{dest}/"], 23);
     };
-    #[ignore = "daemon bug: missing or daemon-excluded parent dir: ours says 'link_stat \"/secret/key\" (in mod) failed', stock 'change_dir \"secret\" (in mod) failed: No such file or directory (2)'"]
     daemon_exclude_direct_file => {
         daemon_side("daemon_exclude_file", EXCL.0, EXCL.1, &["-a", "{url}/secret/key", "{dest}/"], 23);
     };

@@ -98,6 +98,5 @@ cases! {
     null_sync_itemizes_nothing_p29 => null_sync_itemize("null_sync_itemize_p29", &["--protocol=29"]);
     null_sync_itemizes_nothing_checksum => null_sync_itemize("null_sync_itemize_c", &["-c"]);
     null_sync_sends_no_data => null_sync_stats();
-    #[ignore = "daemon bug: the daemon's self-reported byte counters include the text phase (greeting, module, args): a null sync of a 5-entry tree shows 'Total bytes sent: 98' vs stock 16 with identical wire bytes (edge tree: 179 vs 42)"]
     null_sync_total_bytes_match_stock => null_sync_byte_counts();
 }

@@ -22,13 +22,11 @@ cases! {
     subdir_slash_into_new_name => { p("subdir_slash_new_name", &["-ai", "{url}/order/", "{dest}/new"], 0); };
     single_file => { let (a, _) = p("single_file", &["-ai", "{url}/nested/l1/l2/l3/l4/l5/deep.txt", "{dest}/"], 0); has(&a, ">f+++++++++ deep.txt\n"); };
     single_file_new_name => { p("single_file_new_name", &["-ai", "{url}/size-700", "{dest}/renamed"], 0); };
-    #[ignore = "daemon bug: 'mod/size-700/' (a file with a trailing slash) hangs until the I/O timeout; stock: 'change_dir \"size-700\" (in mod) failed: Not a directory (20)', exit 23"]
     single_file_trailing_slash => { p("single_file_slash", &["-ai", "{url}/size-700/", "{dest}/"], 23); };
     missing => {
         let (a, _) = p("missing", &["-a", "{url}/missing", "{dest}/"], 23);
         assert!(a.stderr.contains("missing"), "{}", a.stderr);
     };
-    #[ignore = "daemon bug: missing or daemon-excluded parent dir: ours says 'link_stat \"/nosuch/x\" (in mod) failed', stock 'change_dir \"nosuch\" (in mod) failed: No such file or directory (2)'"]
     missing_among_others => { p("missing_among", &["-ai", "{url}/size-1", "{url}/nosuch/x", "{url}/size-700", "{dest}/"], 23); };
     multiple_sources => {
         let (a, _) = p("multiple_sources", &["-ai", "{url}/a", "{url}/order/b", "{url}/size-1", "{dest}/"], 0);
@@ -39,10 +37,8 @@ cases! {
     glob_in_subdir => { let (a, _) = p("glob_subdir", &["-ai", "{url}/order/b*", "{dest}/"], 0); has(&a, ">f+++++++++ b.c\n"); };
     glob_question_and_class => { p("glob_class", &["-ai", "{url}/size-70[01]", "{url}/a?b", "{dest}/"], 0); };
     glob_no_match => { p("glob_no_match", &["-ai", "{url}/*.nomatch", "{dest}/"], 23); };
-    #[ignore = "daemon bug: glob with a trailing slash 'mod/order/b*/' (two dirs): client fails 'could not make way for new regular file: .' (rmdir(.) Invalid argument), exit 23; stock exit 0"]
     glob_dirs => { p("glob_dirs", &["-ai", "{url}/order/b*/", "{dest}/"], 0); };
     dotdot_stays_in_module => { p("dotdot_etc", &["-ai", "{url}/../../etc", "{dest}/"], 23); };
-    #[ignore = "daemon bug: 'mod/../../../../../etc/hostname': ours 'link_stat \"/etc/hostname\" (in mod) failed', stock 'change_dir \"etc\" (in mod) failed' (same class as the missing-parent-dir message)"]
     dotdot_to_file_outside => { p("dotdot_hostname", &["-ai", "{url}/../../../../../etc/hostname", "{dest}/"], 23); };
     dotdot_inside => { p("dotdot_inside", &["-ai", "{url}/nested/../a/", "{dest}/"], 0); };
     absolute_path_in_module => { p("absolute_path", &["-ai", "{url}//a/", "{dest}/"], 0); };

@@ -311,6 +311,11 @@ impl<'a> BuildCtx<'a> {
                 p.push(b'/');
                 self.glob_match(e, p, rest, trailing, out);
             } else {
+                // util1.c: call_glob_match(): a trailing slash after the
+                // last component only matches directories.
+                if trailing && !e.is_dir() {
+                    continue;
+                }
                 finish(p, out);
             }
         }
@@ -386,6 +391,24 @@ impl<'a> BuildCtx<'a> {
         if fn_.is_empty() {
             fn_ = b".".to_vec();
             name_type = NameType::DotDir;
+        }
+        // flist.c: change_pathname() into the argument's directory first;
+        // a missing or non-directory parent is a change_dir error.
+        if !dir.is_empty() {
+            let d = self.snap.lookup(&dir).filter(|e| (self.visible)(*e)).filter(|e| !self.daemon_excluded(&dir, e.is_dir()));
+            let err = match d {
+                None => Some("No such file or directory (2)"),
+                Some(e) if !e.is_dir() => Some("Not a directory (20)"),
+                Some(_) => None,
+            };
+            if let Some(err) = err {
+                o.io_error |= IOERR_GENERAL;
+                o.messages.push((
+                    MsgCode::ErrorXfer,
+                    format!("rsync: [sender] change_dir {} failed: {err}\n", full_fname(b"", &dir, self.module)),
+                ));
+                return;
+            }
         }
         let root = o.list.root_index(&dir);
         let mpath = join(&dir, &fn_);

@@ -70,6 +70,8 @@ pub struct Session {
     _slot: Option<Slot>,
     /// End without the graceful shutdown-and-drain (see `refuse`).
     abortive_close: bool,
+    /// The binary setup (flags and negotiation) already ran; only the seed is left.
+    setup_done: bool,
 }
 
 /// Serve one connection arriving on listener `listener`. Never panics on
@@ -100,6 +102,7 @@ pub fn serve_connection(
         user: None,
         _slot: None,
         abortive_close: false,
+        setup_done: false,
     };
     let r = s.run();
     if let Err(e) = &r {
@@ -319,6 +322,7 @@ impl Session {
         let parsed = protocol::args::parse_server_args(&first, second.as_deref());
         let parsed = match parsed.and_then(|p| check_supported(p, &module)) {
             Ok(p) => p,
+            Err(ArgError::Push) => return self.refuse_push(&first, second.as_deref()),
             Err(e) => return self.refuse(e),
         };
         // The handshake deadline ends here; the idle timeout takes over:
@@ -334,7 +338,7 @@ impl Session {
         self.input.set_limits(ReadLimits { deadline: None, idle: self.idle_timeout });
         if module.rules.write_only {
             // main.c: do_server_sender().
-            return self.refuse_fatal("ERROR: module is write only".into(), Rerr::Syntax);
+            return self.refuse_fatal("ERROR: module is write only".into(), Rerr::Syntax, "sender");
         }
         transfer::run_sender(self, module, parsed)
     }
@@ -345,7 +349,7 @@ impl Session {
     /// refused later in stock (`do_server_recv()`), as a fatal error.
     fn refuse(&mut self, e: ArgError) -> Result<(), SessionError> {
         let (text, code) = match &e {
-            ArgError::Push => return self.refuse_fatal("ERROR: module is read only".to_string(), Rerr::Syntax),
+            ArgError::Push => return self.refuse_fatal("ERROR: module is read only".to_string(), Rerr::Syntax, "Receiver"),
             ArgError::Unsupported { message, .. } => (format!("rsync: {message}"), Rerr::Unsupported),
             ArgError::Unknown { message } => (format!("rsync: {message}"), Rerr::Syntax),
             ArgError::Syntax { message } => (format!("rsync: {message}"), Rerr::Syntax),
@@ -360,10 +364,45 @@ impl Session {
         Err(SessionError::Exit { code, message: text })
     }
 
+    /// A push: stock parses the arguments, runs the normal binary setup
+    /// (compat flags from the client's capabilities, negotiation strings,
+    /// seed) and only then refuses in `do_server_recv()`.
+    fn refuse_push(&mut self, first: &[Vec<u8>], second: Option<&[Vec<u8>]>) -> Result<(), SessionError> {
+        let mut as_sender = first.to_vec();
+        as_sender.insert(1.min(as_sender.len()), b"--sender".to_vec());
+        let parsed = match protocol::args::parse_server_args(&as_sender, second) {
+            Ok(p) => p,
+            Err(_) => {
+                return self.refuse_fatal("ERROR: module is read only".to_string(), Rerr::Syntax, "Receiver");
+            }
+        };
+        let caps = parsed.options.capabilities.clone().unwrap_or_default();
+        let mut b = Vec::new();
+        let mut varint = false;
+        if self.protocol >= 30 {
+            // A receiver disallows inc-recursion for delete-before/after,
+            // delay-updates and prune-empty-dirs; we only know -r here.
+            let flags = compat::server_compat_flags(&caps, parsed.options.recursive);
+            varint = flags & compat::CF_VARINT_FLIST_FLAGS != 0;
+            put_varint(&mut b, flags as i32);
+            self.out.raw(&b)?;
+        }
+        // The negotiation outcome does not matter: nothing is transferred.
+        let _ = transfer::negotiate(self, &parsed, varint)?;
+        self.setup_done = true;
+        self.refuse_fatal("ERROR: module is read only".to_string(), Rerr::Syntax, "Receiver")
+    }
+
     /// The binary setup of a session that will not transfer: compat flags
     /// (without the client's capabilities), seed, multiplexing.
     fn refused_setup(&mut self) -> Result<(), SessionError> {
         let mut b = Vec::new();
+        if std::mem::take(&mut self.setup_done) {
+            put_i32(&mut b, self.new_seed());
+            self.out.raw(&b)?;
+            self.out.start_mux()?;
+            return Ok(());
+        }
         if self.protocol >= 30 {
             put_varint(&mut b, compat::REFUSED_ARGS_COMPAT_FLAGS as i32);
         }
@@ -375,15 +414,25 @@ impl Session {
 
     /// A fatal error after the setup (`exit_cleanup()` in the server role):
     /// the text, then MSG_ERROR_EXIT with the code for protocol >= 31.
-    fn refuse_fatal(&mut self, text: String, code: Rerr) -> Result<(), SessionError> {
+    fn refuse_fatal(&mut self, text: String, code: Rerr, role: &str) -> Result<(), SessionError> {
         self.refused_setup()?;
         let mut t = text.clone();
         t.push('\n');
         self.out.msg(MsgCode::Error, t.as_bytes())?;
+        // cleanup.c: _exit_cleanup() reports the exit to the peer as well,
+        // then the process exits without draining (the client sees a reset).
+        let tail = format!(
+            "rsync error: {} (code {}) at main.c(1159) [{role}={}]\n",
+            code.text(),
+            code.code(),
+            env!("CARGO_PKG_VERSION")
+        );
+        self.out.msg(MsgCode::Error, tail.as_bytes())?;
         if self.protocol >= 31 {
             self.out.msg(MsgCode::ErrorExit, &code.code().to_le_bytes())?;
         }
         self.out.flush()?;
+        self.abortive_close = true;
         Err(SessionError::Exit { code, message: text })
     }
 

@@ -166,7 +166,7 @@ impl IdNames for SystemNames {
     }
 }
 
-struct Negotiated {
+pub(crate) struct Negotiated {
     xfer: ChecksumAlgo,
     file: ChecksumAlgo,
     compression: Compression,
@@ -193,13 +193,15 @@ fn fatal(s: &mut Session, code: Rerr, text: &str) -> Result<(), SessionError> {
     Err(SessionError::Exit { code, message: text.trim_end().to_string() })
 }
 
-fn negotiate(s: &mut Session, parsed: &ParsedArgs, varint: bool) -> Result<Result<Negotiated, String>, SessionError> {
+pub(crate) fn negotiate(s: &mut Session, parsed: &ParsedArgs, varint: bool) -> Result<Result<Negotiated, String>, SessionError> {
     let o = &parsed.options;
     let p = s.protocol;
     let default_algo = if p >= 30 { ChecksumAlgo::Md5 } else { ChecksumAlgo::Md4Legacy };
-    let want_compress = o.compress || o.compress_choice.is_some() || o.old_compress || o.new_compress;
+    // options.c: a compress level alone turns compression on (CPRES_AUTO).
+    let auto_compress = o.compress || o.compress_level.is_some();
+    let want_compress = auto_compress || o.compress_choice.is_some() || o.old_compress || o.new_compress;
     let send_csum_list = varint && o.checksum_choice.is_none();
-    let send_comp_list = varint && o.compress && o.compress_choice.is_none() && !o.old_compress && !o.new_compress;
+    let send_comp_list = varint && auto_compress && o.compress_choice.is_none() && !o.old_compress && !o.new_compress;
     if send_csum_list || send_comp_list {
         let mut b = Vec::new();
         if send_csum_list {
@@ -223,7 +225,6 @@ fn negotiate(s: &mut Session, parsed: &ParsedArgs, varint: bool) -> Result<Resul
                 return Ok(default_algo);
             }
             match ChecksumAlgo::from_name(n) {
-                Some(ChecksumAlgo::Md4) if p < 30 => Ok(ChecksumAlgo::Md4Legacy),
                 Some(a) => Ok(a),
                 None => Err(format!("unknown checksum name: {}", String::from_utf8_lossy(n))),
             }
@@ -266,7 +267,12 @@ fn negotiate(s: &mut Session, parsed: &ParsedArgs, varint: bool) -> Result<Resul
 /// Run the sender role for one pull.
 pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArgs) -> Result<(), SessionError> {
     let p = s.protocol;
-    let o = parsed.options.clone();
+    let mut o = parsed.options.clone();
+    // options.c: --files-from implies --dirs (directories named in the list
+    // are sent, not skipped).
+    if o.files_from.is_some() {
+        o.dirs = true;
+    }
     let caps = o.capabilities.clone().unwrap_or_default();
     let mut compat_flags = 0u32;
     let mut setup = Vec::new();
@@ -352,7 +358,9 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
             if o.relative {
                 a.extend_from_slice(b"./");
             }
-            a.extend_from_slice(n);
+            // flist.c: each name is sanitized on its own, relative to the
+            // source directory (it can never climb above it).
+            a.extend_from_slice(&super::flist::sanitize_path(n, o.relative));
             ff_args.push(a);
         }
         args = ff_args;
@@ -452,6 +460,12 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         ndx_out,
         tokens: match TokenEncoder::new(neg.compression, o.compress_level, p) {
             Ok(t) => t,
+            // init_compression_level(): a zero level turns compression off on
+            // both sides.
+            Err(protocol::token::TokenError::LevelOff(_)) => match TokenEncoder::new(Compression::None, None, p) {
+                Ok(t) => t,
+                Err(e) => return fatal(s, Rerr::Unsupported, &format!("rsync: {e}")),
+            },
             Err(e) => return fatal(s, Rerr::Unsupported, &format!("rsync: {e}")),
         },
         algo: neg.xfer,
