@@ -250,7 +250,9 @@ pub fn diff_trees_with(a: &TreeSnapshot, b: &TreeSnapshot, opts: DiffOptions) ->
             format!("{:04o}", eb.mode),
         );
         field("size", ea.size.to_string(), eb.size.to_string());
-        if !(opts.ignore_dir_mtime && ea.kind == Kind::Dir) && !both_now_ish(ea, eb, now) {
+        let skip_mtime =
+            (opts.ignore_dir_mtime && ea.kind == Kind::Dir) || both_now_ish(ea, eb, now);
+        if !skip_mtime {
             field(
                 "mtime",
                 format!("{}.{:09}", ea.mtime_sec, ea.mtime_nsec),

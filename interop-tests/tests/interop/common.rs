@@ -49,7 +49,7 @@ extern "C" fn remove_shared_dirs() {
 
 /// A fresh directory that lives until the test binary exits; `build` fills
 /// `<dir>/<name>`, which is returned.
-fn shared_root(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
+pub fn shared_root(name: &str, build: impl FnOnce(&Path)) -> PathBuf {
     static AT_EXIT: Once = Once::new();
     AT_EXIT.call_once(|| {
         // SAFETY: `remove_shared_dirs` is an `extern "C" fn()` with no

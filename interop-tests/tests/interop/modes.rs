@@ -25,28 +25,23 @@ fn sparse_module() -> interop_tests::ModuleSpec {
     use std::sync::OnceLock;
     static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
     let root = ROOT.get_or_init(|| {
-        let d = tempfile::Builder::new()
-            .prefix("interop-sparse64-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let root = d.join("mod");
-        std::fs::create_dir(&root).unwrap();
-        let p = root.join("sparse-64m");
-        let mut f = std::fs::File::create(&p).unwrap();
-        f.set_len(64 << 20).unwrap();
-        for (off, data) in [
-            (0u64, &b"start\n"[..]),
-            (32 << 20, b"middle\n"),
-            ((64 << 20) - 4, b"end\n"),
-        ] {
-            f.seek(SeekFrom::Start(off)).unwrap();
-            f.write_all(data).unwrap();
-        }
-        drop(f);
-        set_mtime(&p, BASE_MTIME, 0);
-        set_mtime(&root, BASE_MTIME, 0);
-        root
+        crate::common::shared_root("mod", |root| {
+            std::fs::create_dir(root).unwrap();
+            let p = root.join("sparse-64m");
+            let mut f = std::fs::File::create(&p).unwrap();
+            f.set_len(64 << 20).unwrap();
+            for (off, data) in [
+                (0u64, &b"start\n"[..]),
+                (32 << 20, b"middle\n"),
+                ((64 << 20) - 4, b"end\n"),
+            ] {
+                f.seek(SeekFrom::Start(off)).unwrap();
+                f.write_all(data).unwrap();
+            }
+            drop(f);
+            set_mtime(&p, BASE_MTIME, 0);
+            set_mtime(root, BASE_MTIME, 0);
+        })
     });
     interop_tests::ModuleSpec::new("mod", root)
 }

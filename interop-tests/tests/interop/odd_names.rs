@@ -33,32 +33,27 @@ fn long() -> String {
 fn glob_tree() -> ModuleSpec {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     let root = ROOT.get_or_init(|| {
-        let d = tempfile::Builder::new()
-            .prefix("interop-globnames-")
-            .tempdir()
-            .unwrap()
-            .keep();
-        let root = d.join("mod");
-        let mut t = TreeBuilder::new(&root, 0o755, BASE_MTIME);
-        for n in [
-            &b"star*name"[..],
-            b"q?mark",
-            b"glob[1].txt",
-            b"glob1.txt",
-            b"back\\slash",
-            b"tab\there",
-            b"#hash",
-            b"-",
-            b"--help",
-            b"sp ace  ",
-            b"\xc3\x28invalid-utf8",
-        ] {
-            t.file(n, n, 0o644);
-        }
-        t.dir(b"-dash-dir", 0o755);
-        t.file(b"-dash-dir/--x", b"x", 0o644);
-        t.finish();
-        root
+        crate::common::shared_root("mod", |root| {
+            let mut t = TreeBuilder::new(root, 0o755, BASE_MTIME);
+            for n in [
+                &b"star*name"[..],
+                b"q?mark",
+                b"glob[1].txt",
+                b"glob1.txt",
+                b"back\\slash",
+                b"tab\there",
+                b"#hash",
+                b"-",
+                b"--help",
+                b"sp ace  ",
+                b"\xc3\x28invalid-utf8",
+            ] {
+                t.file(n, n, 0o644);
+            }
+            t.dir(b"-dash-dir", 0o755);
+            t.file(b"-dash-dir/--x", b"x", 0o644);
+            t.finish();
+        })
     });
     ModuleSpec::new("mod", root)
 }
