@@ -122,7 +122,6 @@ cases! {
                 .expect_code(0),
         );
     };
-    #[ignore = "daemon gap: 'hosts deny' not implemented (ours refuses to start: 'access control is not implemented yet')"]
     hosts_deny => {
         let (a, _) = differential(
             &Case::new("hosts_deny", vec![edge().with("hosts deny", "127.0.0.1")])

@@ -267,6 +267,7 @@ pub(crate) fn negotiate(s: &mut Session, parsed: &ParsedArgs, varint: bool) -> R
 /// Run the sender role for one pull.
 pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArgs) -> Result<(), SessionError> {
     let p = s.protocol;
+
     let mut o = parsed.options.clone();
     // options.c: --files-from implies --dirs (directories named in the list
     // are sent, not skipped).
@@ -296,6 +297,10 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     if p >= 30 {
         s.input.start_mux();
     }
+    // Stock's stats.total_read/total_written leave out the text phase and
+    // the binary setup (compat flags, negotiation strings, seed).
+    let read_base = s.input.total_read();
+    let written_base = s.out.total_written() + s.out.pending_len() as u64;
     let neg = match neg {
         Ok(n) => n,
         Err(e) => return unsupported(s, format!("rsync: {e}"), Rerr::Unsupported),
@@ -477,8 +482,8 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     let result = transfer_loop(s, &module, &sent, &o, &rx, idle, &mut xfer, &mut io_error);
     let result = result.and_then(|()| {
         let stats = Stats {
-            total_read: total_read.load(Ordering::Relaxed) as i64,
-            total_written: (s.out.total_written() + s.out.pending_len() as u64) as i64,
+            total_read: total_read.load(Ordering::Relaxed).saturating_sub(read_base) as i64,
+            total_written: (s.out.total_written() + s.out.pending_len() as u64).saturating_sub(written_base) as i64,
             total_size,
             flist_buildtime_ms: build_ms,
             flist_xfertime_ms: xfer_ms,
