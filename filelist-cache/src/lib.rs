@@ -40,6 +40,7 @@ mod error;
 mod format;
 mod model;
 pub mod order;
+mod overlay;
 mod scan;
 mod snapshot;
 mod view;
