@@ -36,14 +36,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod compact;
 mod error;
 mod format;
+mod links;
 mod model;
 pub mod order;
 mod overlay;
 mod scan;
 mod snapshot;
+mod store;
+mod update;
 mod view;
+mod watch;
 mod write;
 
 use std::path::Path;
@@ -51,6 +56,10 @@ use std::path::Path;
 pub use error::{OpenError, ScanError, ScanIssue};
 pub use format::FORMAT_VERSION;
 pub use snapshot::Snapshot;
+pub use store::{
+    Background, Generation, OpenReport, OpenSource, RefreshKind, RefreshReport, SnapshotStore,
+    StoreError, StoreOptions, Stores, WatchStatus,
+};
 pub use view::{Children, EntryRef, WalkControl};
 
 /// Options of [`build_snapshot`].

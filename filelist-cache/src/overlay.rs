@@ -131,11 +131,6 @@ impl Overlay {
         }
     }
 
-    #[inline]
-    pub(crate) fn is_empty(&self) -> bool {
-        self.recs.is_empty() && self.listings.is_empty()
-    }
-
     /// The overlay record of `index` (an added entry, or an override of a base entry).
     #[inline]
     pub(crate) fn rec(&self, index: u32) -> Option<&ORec> {

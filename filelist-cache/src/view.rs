@@ -431,11 +431,6 @@ impl<'a> EntryRef<'a> {
     pub(crate) fn parent_index(&self) -> u32 {
         field!(self, parent, |o: &ORec| o.parent)
     }
-
-    /// Whether the record is the base file's (not an overlay record).
-    pub(crate) fn is_base_record(&self) -> bool {
-        matches!(self.rec, Rec::Base(_))
-    }
 }
 
 /// Binary search of `name` among base directory `dir_index`'s children.

@@ -3,5 +3,6 @@
 
 mod build;
 mod corrupt;
+mod store;
 mod timing;
 mod util;
