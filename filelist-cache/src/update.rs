@@ -676,9 +676,10 @@ impl Updater<'_> {
         let index = self.view.ov.alloc().ok_or(UpdateError::TooLarge)?;
         let child_path = join(path, &child.name);
         if !child.attrs.is_dir() {
+            // Every non-directory is indexed: a later hard link to it must find it.
+            self.links.add(child.attrs.ino, index);
             if child.attrs.nlink > 1 {
                 self.link_check.push((child.attrs.dev, child.attrs.ino));
-                self.links.add(child.attrs.ino, index);
             }
             self.view.ov.set_rec(
                 index,
@@ -796,9 +797,11 @@ impl Updater<'_> {
                 dir_error,
                 scan_generation,
             };
-            if !attrs.is_dir() && attrs.nlink > 1 {
-                self.link_check.push((attrs.dev, attrs.ino));
+            if !attrs.is_dir() {
                 self.links.add(attrs.ino, map[k]);
+                if attrs.nlink > 1 {
+                    self.link_check.push((attrs.dev, attrs.ino));
+                }
             }
             self.statted.insert(map[k]);
             self.view.ov.set_rec(map[k], rec);

@@ -142,6 +142,13 @@ pub fn mutations() -> Vec<Mutation> {
             dirs: &[b"other"],
         },
         Mutation {
+            what: "hard link to a file added since the base",
+            apply: |d| {
+                fs::hard_link(d.path(b"pub/new.deb"), d.path(b"other/new-link.deb")).expect("ln")
+            },
+            dirs: &[b"other"],
+        },
+        Mutation {
             what: "modify contents",
             apply: |d| fs::write(d.path(b"other/o1"), b"longer contents").expect("write"),
             dirs: &[b"other"],
