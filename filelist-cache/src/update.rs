@@ -374,7 +374,9 @@ impl Updater<'_> {
             dir_error: err,
             scan_generation: old.scan_generation().unwrap_or(0),
         };
-        if !new.attrs.is_dir() && old_attrs.nlink != new.attrs.nlink {
+        // All names of an inode share its attributes: a change seen through one name
+        // (a write, chmod, link or unlink) applies to the others, which no event names.
+        if !new.attrs.is_dir() && (new.attrs.nlink > 1 || old_attrs.nlink > 1) {
             self.link_check.push((new.attrs.dev, new.attrs.ino));
         }
         self.view.ov.set_rec(index, rec);

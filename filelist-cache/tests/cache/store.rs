@@ -406,3 +406,303 @@ fn pinned_generation_stays_consistent_while_updates_publish() {
     assert_eq!(listing(&pinned), want);
     assert_same_tree(&store.current(), &d.root());
 }
+
+/// xorshift64*: deterministic pseudo-random numbers without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn parent_of(p: &[u8]) -> Vec<u8> {
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => p[..i].to_vec(),
+        None => Vec::new(),
+    }
+}
+
+/// Every entry below the root as (relative path, is_dir), from the file system.
+fn disk_entries(root: &Path) -> Vec<(Vec<u8>, bool)> {
+    use std::os::unix::ffi::OsStrExt;
+    walkdir::WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            let rel = e.path().strip_prefix(root).expect("prefix");
+            (rel.as_os_str().as_bytes().to_vec(), e.file_type().is_dir())
+        })
+        .collect()
+}
+
+#[test]
+fn random_mutations_with_refreshes_of_the_touched_directories() {
+    // More seeds: FLC_RANDOM_SEEDS=100 cargo test ... random_mutations
+    let seeds: u64 = std::env::var("FLC_RANDOM_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for seed in 0..seeds {
+        let d = Dir::new();
+        base_tree(&d);
+        let state = d.tmp.path().join("state");
+        let (store, _) = SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts())
+            .expect("store");
+        random_mutations(&d, &store, 0x5eed_1234_abcd_0001 ^ (seed << 32 | seed), 300, None);
+    }
+}
+
+/// Applies `steps` random mutations to the tree of `d`; after each, either refreshes the
+/// touched directories explicitly (`watch` None) or waits for the watcher to publish
+/// (recording the latency in `watch`); then compares with a fresh build.
+pub fn random_mutations(
+    d: &Dir,
+    store: &SnapshotStore,
+    seed: u64,
+    steps: usize,
+    mut watch: Option<&mut Vec<std::time::Duration>>,
+) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut rng = Rng(seed);
+    let names: [&[u8]; 6] = [b"a", b"a.b", b"a-", b"b", b"zz\xff", b"new\nline"];
+    for step in 0..steps {
+        let all = disk_entries(&d.root());
+        let dirs: Vec<Vec<u8>> = std::iter::once(Vec::new())
+            .chain(all.iter().filter(|e| e.1).map(|e| e.0.clone()))
+            .collect();
+        let pick_dir = |rng: &mut Rng| dirs[rng.below(dirs.len())].clone();
+        let join = |dir: &[u8], name: &[u8]| {
+            let mut p = dir.to_vec();
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            p
+        };
+        let mut touched: Vec<Vec<u8>> = Vec::new();
+        let op = rng.below(9);
+        let what;
+        match op {
+            0 | 1 => {
+                let dir = pick_dir(&mut rng);
+                let p = join(&dir, names[rng.below(names.len())]);
+                what = "create file";
+                if fs::symlink_metadata(d.path(&p)).is_err() {
+                    d.file(&p, &vec![b'x'; rng.below(100)]);
+                }
+                touched.push(dir);
+            }
+            2 => {
+                let dir = pick_dir(&mut rng);
+                let p = join(&dir, names[rng.below(names.len())]);
+                what = "mkdir with contents";
+                if fs::symlink_metadata(d.path(&p)).is_err() {
+                    d.file(&join(&p, b"inner"), b"i");
+                }
+                touched.push(dir);
+            }
+            3 => {
+                what = "remove";
+                if let Some((p, is_dir)) = all.get(rng.below(all.len())).cloned() {
+                    if is_dir {
+                        let _ = fs::remove_dir_all(d.path(&p));
+                    } else {
+                        let _ = fs::remove_file(d.path(&p));
+                    }
+                    touched.push(parent_of(&p));
+                }
+            }
+            4 => {
+                what = "rename";
+                if let Some((p, _)) = all.get(rng.below(all.len())).cloned() {
+                    let to_dir = pick_dir(&mut rng);
+                    let to = join(&to_dir, names[rng.below(names.len())]);
+                    if !to.starts_with(&p) && fs::symlink_metadata(d.path(&to)).is_err() {
+                        let _ = fs::rename(d.path(&p), d.path(&to));
+                    }
+                    touched.push(parent_of(&p));
+                    touched.push(to_dir);
+                }
+            }
+            5 => {
+                what = "chmod";
+                if let Some((p, is_dir)) = all.get(rng.below(all.len())).cloned() {
+                    if fs::symlink_metadata(d.path(&p)).is_ok_and(|m| !m.file_type().is_symlink()) {
+                        let mode = if is_dir { 0o700 | rng.below(0o100) as u32 } else { rng.below(0o1000) as u32 };
+                        let _ = fs::set_permissions(d.path(&p), fs::Permissions::from_mode(mode));
+                    }
+                    touched.push(if is_dir { p.clone() } else { parent_of(&p) });
+                }
+            }
+            6 => {
+                what = "hard link";
+                let files: Vec<_> = all.iter().filter(|e| !e.1).collect();
+                if let Some((p, _)) = files.get(rng.below(files.len())).cloned() {
+                    let to_dir = pick_dir(&mut rng);
+                    let to = join(&to_dir, names[rng.below(names.len())]);
+                    if fs::symlink_metadata(d.path(&to)).is_err() {
+                        let _ = fs::hard_link(d.path(p), d.path(&to));
+                    }
+                    touched.push(to_dir);
+                }
+            }
+            7 => {
+                what = "replace by symlink";
+                let files: Vec<_> = all.iter().filter(|e| !e.1).collect();
+                if let Some((p, _)) = files.get(rng.below(files.len())).cloned() {
+                    let _ = fs::remove_file(d.path(p));
+                    d.symlink(p, &vec![b't'; 1 + rng.below(30)]);
+                    touched.push(parent_of(p));
+                }
+            }
+            _ => {
+                what = "write";
+                let files: Vec<_> = all.iter().filter(|e| !e.1).collect();
+                if let Some((p, _)) = files.get(rng.below(files.len())).cloned() {
+                    if fs::symlink_metadata(d.path(p)).is_ok_and(|m| m.is_file()) {
+                        let _ = fs::write(d.path(p), vec![b'y'; rng.below(300)]);
+                    }
+                    touched.push(parent_of(p));
+                }
+            }
+        }
+        let t_mutated = std::time::Instant::now();
+        let want = fresh(&d.root());
+        match watch.as_deref_mut() {
+            None => {
+                let refs: Vec<&[u8]> = touched.iter().map(|p| p.as_slice()).collect();
+                store.refresh(&refs).expect("refresh");
+            }
+            Some(lat) => {
+                while store.current().first_difference(&want).is_some()
+                    && t_mutated.elapsed() < std::time::Duration::from_secs(20)
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                lat.push(t_mutated.elapsed());
+            }
+        }
+        if let Some(diff) = store.current().first_difference(&want) {
+            panic!(
+                "seed {seed:#x} step {step} ({what}, refreshed {:?}): {diff}",
+                touched.iter().map(|p| p.escape_ascii().to_string()).collect::<Vec<_>>()
+            );
+        }
+        if step % 50 == 49 {
+            assert_same_tree(&store.current(), &d.root());
+            store.compact().expect("compact");
+            if watch.is_none() {
+                assert_eq!(store.current().overlay_len(), 0);
+            }
+        }
+        let _ = std::ffi::OsStr::from_bytes(b"");
+    }
+}
+
+#[test]
+fn refreshes_during_heavy_operations_are_not_lost() {
+    let d = Dir::new();
+    base_tree(&d);
+    for k in 0..20 {
+        for j in 0..200 {
+            d.file(format!("bulk{k:02}/f{j:04}").as_bytes(), b"");
+        }
+    }
+    let state = d.tmp.path().join("state");
+    let (store, _) =
+        SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts()).expect("store");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let heavy = {
+        let store = store.clone();
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Acquire) {
+                if n % 2 == 0 {
+                    store.compact().expect("compact");
+                } else {
+                    store.rescan().expect("rescan");
+                }
+                n += 1;
+            }
+            n
+        })
+    };
+    for i in 0..150 {
+        let dir = format!("bulk{:02}", i % 20);
+        d.file(format!("{dir}/new{i}").as_bytes(), b"n");
+        store.refresh(&[dir.as_bytes()]).expect("refresh");
+        // Visible immediately after the refresh returns, heavy work or not.
+        assert!(store.current().lookup(format!("{dir}/new{i}").as_bytes()).is_some(), "lost new{i}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let heavy_runs = heavy.join().expect("heavy thread");
+    assert!(heavy_runs >= 2, "heavy operations did not overlap the refreshes");
+    assert_same_tree(&store.current(), &d.root());
+}
+
+#[test]
+fn background_reconciles_a_snapshot_opened_from_disk_and_rescans_periodically() {
+    let d = Dir::new();
+    base_tree(&d);
+    let state = d.tmp.path().join("state");
+    drop(SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts()).expect("build"));
+    // Changed while the daemon was down.
+    d.file(b"pub/while-down", b"d");
+    let opts = StoreOptions {
+        rescan_interval: Some(std::time::Duration::from_millis(100)),
+        ..quiet_opts()
+    };
+    let (store, rep) = SnapshotStore::open_or_build_with(&d.root(), &state, "mod", opts).expect("open");
+    assert_eq!(rep.source, OpenSource::Opened);
+    assert!(store.current().lookup(b"pub/while-down").is_none(), "served stale at once");
+    let _bg = store.start_background();
+    let wait = |pred: &dyn Fn(&Snapshot) -> bool, what: &str| {
+        let t0 = std::time::Instant::now();
+        while !pred(&store.current()) {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{what}: timed out");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
+    wait(&|s| s.lookup(b"pub/while-down").is_some(), "reconcile");
+    // No watcher: the periodic rescan picks up changes (as on NFS).
+    d.file(b"other/by-nfs", b"n");
+    wait(&|s| s.lookup(b"other/by-nfs").is_some(), "periodic rescan");
+    assert_same_tree(&store.current(), &d.root());
+}
+
+#[test]
+fn background_compacts_when_the_overlay_grows() {
+    let d = Dir::new();
+    base_tree(&d);
+    let state = d.tmp.path().join("state");
+    let opts = StoreOptions {
+        compact_min_records: 20,
+        compact_percent: 0,
+        ..quiet_opts()
+    };
+    let (store, _) = SnapshotStore::open_or_build_with(&d.root(), &state, "mod", opts).expect("store");
+    let _bg = store.start_background();
+    let first_base = store.current().base_generation();
+    for i in 0..40 {
+        d.file(format!("pub/c{i}").as_bytes(), b"c");
+        store.refresh(&[b"pub"]).expect("refresh");
+    }
+    let t0 = std::time::Instant::now();
+    while store.current().base_generation() == first_base {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "no compaction");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(store.current().overlay_len() <= 40);
+    assert_same_tree(&store.current(), &d.root());
+}

@@ -122,3 +122,18 @@ fn events_outside_the_module_are_ignored() {
     d.file(b"pub/inside", b"y");
     wait_visible(&store, &d, "inside after outside noise");
 }
+
+#[test]
+fn fanotify_random_mutations_match_a_fresh_build() {
+    let d = Dir::new();
+    base_tree(&d);
+    let Some(store) = watched_store(&d) else { return };
+    let _bg = store.start_background();
+    let mut lat = Vec::new();
+    crate::store::random_mutations(&d, &store, 0xfa_0001, 200, Some(&mut lat));
+    let n = lat.len();
+    let p50 = percentile(&mut lat, 0.50);
+    let p99 = percentile(&mut lat, 0.99);
+    let max = percentile(&mut lat, 1.0);
+    eprintln!("fanotify random mutations: {n} steps, visibility p50 {p50:?} p99 {p99:?} max {max:?}");
+}
