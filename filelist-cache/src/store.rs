@@ -1122,6 +1122,60 @@ mod tests {
     }
 
     #[test]
+    fn overflow_and_unknown_handles_force_a_rescan_known_handles_refresh() {
+        use crate::watch::fanotify::{dir_handle, WatchEvent};
+        use crate::watch::handle_key;
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("sub")).expect("mkdir");
+        let opts = StoreOptions {
+            watch: false,
+            ..StoreOptions::default()
+        };
+        let (store, _) =
+            SnapshotStore::open_or_build_with(&root, &t.path().join("state"), "m", opts)
+                .expect("store");
+        assert!(store.watched_dirs().1, "fresh build registers every directory");
+        let visible = |p: &[u8]| store.current().lookup(p).is_some();
+
+        // Overflow: lost events, so the whole module is rescanned.
+        fs::write(root.join("a"), b"a").expect("write");
+        store.handle_events(Vec::new(), true);
+        assert!(visible(b"a"));
+
+        let bogus = WatchEvent {
+            mask: libc::FAN_CREATE,
+            dir: handle_key(1, b"no-such-handle"),
+            name: b"x".to_vec(),
+        };
+        // Unknown handle with a complete map: a directory outside the module; ignored.
+        fs::write(root.join("b"), b"b").expect("write");
+        let n = store.current().number();
+        store.handle_events(vec![bogus.clone()], false);
+        assert_eq!(store.current().number(), n);
+        assert!(!visible(b"b"));
+        // Unknown handle with an incomplete map: cannot tell, so rescan.
+        lock(&store.inner.upd).handles.complete = false;
+        store.handle_events(vec![bogus], false);
+        assert!(visible(b"b"));
+        assert!(store.watched_dirs().1, "the rescan rebuilt a complete map");
+
+        // Known handle: just that directory is re-read.
+        fs::write(root.join("sub/c"), b"c").expect("write");
+        let sub = fs::File::open(root.join("sub")).expect("open");
+        let (ht, h) = dir_handle(std::os::fd::AsFd::as_fd(&sub)).expect("handle");
+        store.handle_events(
+            vec![WatchEvent {
+                mask: libc::FAN_CREATE,
+                dir: handle_key(ht, &h),
+                name: b"c".to_vec(),
+            }],
+            false,
+        );
+        assert!(visible(b"sub/c"));
+    }
+
+    #[test]
     fn classify_events() {
         use crate::watch::fanotify::WatchEvent;
         let ev = |mask, name: &[u8]| WatchEvent {
