@@ -19,9 +19,49 @@
 //! All maps are persistent (`imbl`): a new generation clones the previous overlay in
 //! O(1) and applies its change in O(change * log n); the old view stays untouched.
 
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use imbl::shared_ptr::DefaultSharedPtr;
+
 use crate::model::Attrs;
+
+/// Hash of entry indices: the splitmix64 finaliser (a fixed bijective mixer; indices
+/// are allocated by us, not chosen by anyone, so no keyed hash is needed). Several times
+/// faster than the default SipHash on the read path.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct IndexHash;
+
+/// See [`IndexHash`].
+#[derive(Debug, Default)]
+pub(crate) struct IndexHasher(u64);
+
+impl BuildHasher for IndexHash {
+    type Hasher = IndexHasher;
+    fn build_hasher(&self) -> IndexHasher {
+        IndexHasher(0)
+    }
+}
+
+impl Hasher for IndexHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = self.0.rotate_left(32) ^ u64::from(n);
+    }
+    fn finish(&self) -> u64 {
+        let mut z = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+type Map<V> = imbl::GenericHashMap<u32, V, IndexHash, DefaultSharedPtr>;
+type Set = imbl::GenericHashSet<u32, IndexHash, DefaultSharedPtr>;
 use crate::order::{cmp_dir_names, cmp_file_names};
 
 /// Record of an entry added or changed by the overlay.
@@ -108,9 +148,9 @@ impl Listing {
 /// The overlay part of a view. See the module documentation.
 #[derive(Clone)]
 pub(crate) struct Overlay {
-    recs: imbl::HashMap<u32, Arc<ORec>>,
-    listings: imbl::HashMap<u32, Arc<Listing>>,
-    touched: imbl::HashSet<u32>,
+    recs: Map<Arc<ORec>>,
+    listings: Map<Arc<Listing>>,
+    touched: Set,
     base_len: u32,
     next_index: u32,
     entry_delta: i64,
@@ -121,9 +161,9 @@ impl Overlay {
     /// The empty overlay of a base with `base_len` entries.
     pub(crate) fn new(base_len: u32) -> Overlay {
         Overlay {
-            recs: imbl::HashMap::new(),
-            listings: imbl::HashMap::new(),
-            touched: imbl::HashSet::new(),
+            recs: Map::with_hasher(IndexHash),
+            listings: Map::with_hasher(IndexHash),
+            touched: Set::with_hasher(IndexHash),
             base_len,
             next_index: base_len,
             entry_delta: 0,

@@ -264,7 +264,11 @@ fn parent_fd(stack: &mut [Frame]) -> Result<BorrowedFd<'_>, Errno> {
 
 /// `openat(O_DIRECTORY|O_NOFOLLOW)` plus a check that the directory opened is the one
 /// that was classified (same dev and ino); a replaced directory yields `ESTALE`.
-pub(crate) fn open_subdir(parent: BorrowedFd<'_>, name: &[u8], want: &Attrs) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_subdir(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    want: &Attrs,
+) -> Result<OwnedFd, Errno> {
     let fd = rustix::fs::openat(
         parent,
         name,

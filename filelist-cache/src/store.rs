@@ -395,9 +395,14 @@ impl SnapshotStore {
             .write(true)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
-        match rustix::fs::flock(&lock_file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        match rustix::fs::flock(
+            &lock_file,
+            rustix::fs::FlockOperation::NonBlockingLockExclusive,
+        ) {
             Ok(()) => {}
-            Err(rustix::io::Errno::WOULDBLOCK) => return Err(StoreError::Locked { path: lock_path }),
+            Err(rustix::io::Errno::WOULDBLOCK) => {
+                return Err(StoreError::Locked { path: lock_path })
+            }
             Err(e) => return Err(io_err(&lock_path)(e.into())),
         }
 
@@ -433,7 +438,7 @@ impl SnapshotStore {
                 }
             }
         }
-        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.sort_by_key(|f| std::cmp::Reverse(f.0));
         let max_gen = found.first().map(|f| f.0).unwrap_or(0);
 
         let mut chosen: Option<(u64, BaseFile)> = None;
@@ -560,7 +565,9 @@ impl SnapshotStore {
     pub fn refresh(&self, dirs: &[&[u8]]) -> Result<RefreshReport, StoreError> {
         let mut reqs = Vec::with_capacity(dirs.len());
         for d in dirs {
-            reqs.push(Req::Dir(clean_path(d).ok_or_else(|| StoreError::InvalidPath(d.to_vec()))?));
+            reqs.push(Req::Dir(
+                clean_path(d).ok_or_else(|| StoreError::InvalidPath(d.to_vec()))?,
+            ));
         }
         self.apply_or_rescan(reqs)
     }
@@ -606,7 +613,11 @@ impl SnapshotStore {
 
     /// Applies `reqs` to the current generation and publishes the result if anything
     /// changed. Caller holds the update lock.
-    fn apply_locked(&self, st: &mut UpdState, reqs: Vec<Req>) -> Result<RefreshReport, UpdateError> {
+    fn apply_locked(
+        &self,
+        st: &mut UpdState,
+        reqs: Vec<Req>,
+    ) -> Result<RefreshReport, UpdateError> {
         let mut rep = RefreshReport::new(RefreshKind::Incremental);
         if reqs.is_empty() {
             return Ok(rep);
@@ -616,9 +627,7 @@ impl SnapshotStore {
             one_file_system: self.inner.opts.one_file_system,
             generation: st.next_gen,
         };
-        let UpdState {
-            handles, links, ..
-        } = &mut *st;
+        let UpdState { handles, links, .. } = &mut *st;
         let (view, stats) = update::apply(
             &cur,
             &reqs,
@@ -790,9 +799,7 @@ impl SnapshotStore {
                     one_file_system: inner.opts.one_file_system,
                     generation: st.next_gen,
                 };
-                let UpdState {
-                    handles, links, ..
-                } = &mut *st;
+                let UpdState { handles, links, .. } = &mut *st;
                 match update::apply(
                     &view,
                     &replay,
@@ -892,7 +899,9 @@ impl SnapshotStore {
     }
 
     fn request_rescan(&self) {
-        match lock(&self.inner.maint).as_ref() {
+        // Clone the sender first: the rescan below must not run under the `maint` lock.
+        let tx = lock(&self.inner.maint).clone();
+        match tx {
             Some(tx) => {
                 let _ = tx.send(Maint::Rescan);
             }
@@ -1135,7 +1144,10 @@ mod tests {
         let (store, _) =
             SnapshotStore::open_or_build_with(&root, &t.path().join("state"), "m", opts)
                 .expect("store");
-        assert!(store.watched_dirs().1, "fresh build registers every directory");
+        assert!(
+            store.watched_dirs().1,
+            "fresh build registers every directory"
+        );
         let visible = |p: &[u8]| store.current().lookup(p).is_some();
 
         // Overflow: lost events, so the whole module is rescanned.
@@ -1183,7 +1195,10 @@ mod tests {
             dir: Box::default(),
             name: name.to_vec(),
         };
-        assert_eq!(classify(&ev(libc::FAN_CREATE, b"x"), b"d"), Req::Dir(b"d".to_vec()));
+        assert_eq!(
+            classify(&ev(libc::FAN_CREATE, b"x"), b"d"),
+            Req::Dir(b"d".to_vec())
+        );
         assert_eq!(
             classify(&ev(libc::FAN_MODIFY, b"x"), b"d"),
             Req::Entry(b"d".to_vec(), b"x".to_vec())

@@ -183,10 +183,16 @@ pub(crate) fn apply(
         Mode::empty(),
     )
     .map_err(|e| {
-        UpdateError::NeedFullRescan(format!("cannot open module root: {}", errno_text(e.raw_os_error())))
+        UpdateError::NeedFullRescan(format!(
+            "cannot open module root: {}",
+            errno_text(e.raw_os_error())
+        ))
     })?;
     let st = rustix::fs::fstat(&root_fd).map_err(|e| {
-        UpdateError::NeedFullRescan(format!("cannot stat module root: {}", errno_text(e.raw_os_error())))
+        UpdateError::NeedFullRescan(format!(
+            "cannot stat module root: {}",
+            errno_text(e.raw_os_error())
+        ))
     })?;
     let ra = Attrs::from_stat(&st);
     let vr = view.root();
@@ -215,7 +221,11 @@ pub(crate) fn apply(
     let mut sorted: Vec<&Req> = reqs.iter().collect();
     sorted.sort_by_key(|r| {
         let p = r.dir_path();
-        let depth = if p.is_empty() { 0 } else { 1 + p.iter().filter(|&&b| b == b'/').count() };
+        let depth = if p.is_empty() {
+            0
+        } else {
+            1 + p.iter().filter(|&&b| b == b'/').count()
+        };
         let kind = match r {
             Req::Subtree(_) => 0,
             Req::Dir(_) => 1,
@@ -247,7 +257,9 @@ pub(crate) fn apply(
                 if u.listed.contains_key(&e.parent_index()) {
                     continue;
                 }
-                let Some(path) = path_of(&u.view, idx) else { continue };
+                let Some(path) = path_of(&u.view, idx) else {
+                    continue;
+                };
                 let name = e.name().to_vec();
                 u.request_entry(parent_path(&path), &name)?;
                 u.drain()?;
@@ -427,7 +439,9 @@ impl Updater<'_> {
     /// `lstat` of the entry at module-relative `path` (not following a final symlink).
     fn lstat_rel(&self, path: &[u8]) -> Option<Attrs> {
         if path.is_empty() {
-            return rustix::fs::fstat(&self.root_fd).ok().map(|st| Attrs::from_stat(&st));
+            return rustix::fs::fstat(&self.root_fd)
+                .ok()
+                .map(|st| Attrs::from_stat(&st));
         }
         let name = match path.iter().rposition(|&b| b == b'/') {
             Some(i) => &path[i + 1..],
@@ -503,7 +517,8 @@ impl Updater<'_> {
             );
         }
         (self.visit)(path, fd.as_fd());
-        let (mut files, mut subdirs, e) = read_dir_children(fd.as_fd(), path, &mut self.stats.issues);
+        let (mut files, mut subdirs, e) =
+            read_dir_children(fd.as_fd(), path, &mut self.stats.issues);
         let (fl, err) = match e {
             Some(e) => {
                 self.issue(path, "readdir failed", e);
@@ -513,7 +528,17 @@ impl Updater<'_> {
         };
         files.sort_unstable_by(|a, b| cmp_file_names(&a.name, &b.name));
         subdirs.sort_unstable_by(|a, b| cmp_dir_names(&a.name, &b.name));
-        self.finish_dir(idx, path, attrs, fl, err, files, subdirs, Some(fd), recursive)
+        self.finish_dir(
+            idx,
+            path,
+            attrs,
+            fl,
+            err,
+            files,
+            subdirs,
+            Some(fd),
+            recursive,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -565,9 +590,27 @@ impl Updater<'_> {
         let (old_files, old_dirs) = old.split_at(split);
 
         let mut new_files: Vec<(u32, Vec<u8>)> = Vec::with_capacity(files.len());
-        self.merge(idx, path, old_files, files, false, fd.as_ref(), &mut new_files, recursive)?;
+        self.merge(
+            idx,
+            path,
+            old_files,
+            files,
+            false,
+            fd.as_ref(),
+            &mut new_files,
+            recursive,
+        )?;
         let mut new_dirs: Vec<(u32, Vec<u8>)> = Vec::with_capacity(subdirs.len());
-        self.merge(idx, path, old_dirs, subdirs, true, fd.as_ref(), &mut new_dirs, recursive)?;
+        self.merge(
+            idx,
+            path,
+            old_dirs,
+            subdirs,
+            true,
+            fd.as_ref(),
+            &mut new_dirs,
+            recursive,
+        )?;
 
         let f: Vec<(u32, &[u8])> = new_files.iter().map(|(i, n)| (*i, &n[..])).collect();
         let d: Vec<(u32, &[u8])> = new_dirs.iter().map(|(i, n)| (*i, &n[..])).collect();
@@ -612,7 +655,8 @@ impl Updater<'_> {
             let kept = match same {
                 Some((i, dev, ino, mode))
                     if (dev, ino) == (child.attrs.dev, child.attrs.ino)
-                        && mode & crate::model::S_IFMT == child.attrs.mode & crate::model::S_IFMT =>
+                        && mode & crate::model::S_IFMT
+                            == child.attrs.mode & crate::model::S_IFMT =>
                 {
                     self.update_matched(i, &child);
                     self.statted.insert(i);
@@ -787,7 +831,11 @@ impl Updater<'_> {
                 _ => (0, 0),
             };
             let rec = ORec {
-                parent: if k == 0 { parent } else { map.get(r.parent as usize).copied().unwrap_or(parent) },
+                parent: if k == 0 {
+                    parent
+                } else {
+                    map.get(r.parent as usize).copied().unwrap_or(parent)
+                },
                 name: if k == 0 {
                     child.name.clone().into_boxed_slice()
                 } else {
@@ -811,7 +859,10 @@ impl Updater<'_> {
         let name_of = |k: usize| -> &[u8] {
             let r = &model.entries[k];
             let off = r.name_off as usize;
-            model.names.get(off..off + r.name_len as usize).unwrap_or_default()
+            model
+                .names
+                .get(off..off + r.name_len as usize)
+                .unwrap_or_default()
         };
         for d in &model.dirs {
             let e = d.entry as usize;
@@ -826,12 +877,12 @@ impl Updater<'_> {
                 .iter()
                 .map(|&s| (map[s as usize], name_of(s as usize)))
                 .collect();
-            self.view.ov.set_listing(map[e], Listing::new(&files, &subs));
+            self.view
+                .ov
+                .set_listing(map[e], Listing::new(&files, &subs));
             self.listed.insert(map[e], true);
         }
-        self.view
-            .ov
-            .add_counts(n as i64, model.dirs.len() as i64);
+        self.view.ov.add_counts(n as i64, model.dirs.len() as i64);
         self.stats.added += n as u64;
         self.stats.dirs_listed += model.dirs.len() as u64;
         Ok(index)

@@ -421,7 +421,10 @@ impl<'a> EntryRef<'a> {
     /// The raw flag word and directory errno (for compaction and updates).
     pub(crate) fn raw_flags(&self) -> (u32, u32) {
         let err = match self.rec {
-            Rec::Base(_) => self.base_dir_rec().map(|d| d.error.to_native()).unwrap_or(0),
+            Rec::Base(_) => self
+                .base_dir_rec()
+                .map(|d| d.error.to_native())
+                .unwrap_or(0),
             Rec::Over(o) => o.dir_error,
         };
         (self.flags(), err)
@@ -528,8 +531,8 @@ impl ExactSizeIterator for Children<'_> {}
 /// pristine base subtree is a linear scan of its contiguous index range.
 pub(crate) fn walk(dir: EntryRef<'_>, f: &mut dyn FnMut(&[u8], EntryRef<'_>) -> WalkControl) {
     let mut path: Vec<u8> = Vec::with_capacity(256);
-    if dir.pristine_dir().is_some() {
-        linear_scan(dir, &mut path, f);
+    if let Some(d) = dir.pristine_dir() {
+        linear_scan(dir, d, &mut path, f);
         return;
     }
     // (children of a directory, length of that directory's path in `path`)
@@ -548,8 +551,8 @@ pub(crate) fn walk(dir: EntryRef<'_>, f: &mut dyn FnMut(&[u8], EntryRef<'_>) -> 
         match f(&path, entry) {
             WalkControl::Stop => return,
             WalkControl::Continue if entry.is_dir() => {
-                if entry.pristine_dir().is_some() {
-                    if linear_scan(entry, &mut path, f) {
+                if let Some(d) = entry.pristine_dir() {
+                    if linear_scan(entry, d, &mut path, f) {
                         return;
                     }
                 } else {
@@ -562,16 +565,15 @@ pub(crate) fn walk(dir: EntryRef<'_>, f: &mut dyn FnMut(&[u8], EntryRef<'_>) -> 
     }
 }
 
-/// Walks the pristine base subtree below `dir`, with `path` holding `dir`'s relative
-/// path (restored on return). Returns true if the callback asked to stop.
+/// Walks the pristine base subtree below `dir` (base directory record `d`), with `path`
+/// holding `dir`'s relative path (restored on return). Returns true if the callback
+/// asked to stop.
 fn linear_scan(
     dir: EntryRef<'_>,
+    d: &ArchivedDirRecord,
     path: &mut Vec<u8>,
     f: &mut dyn FnMut(&[u8], EntryRef<'_>) -> WalkControl,
 ) -> bool {
-    let Some(d) = dir.pristine_dir() else {
-        return false;
-    };
     let (snap, arch) = (dir.snap, dir.arch);
     let end = d.subtree_end.to_native();
     let base_len = path.len();

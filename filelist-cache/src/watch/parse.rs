@@ -185,12 +185,11 @@ fn parse_one(buf: &[u8], offset: usize) -> Result<(Event<'_>, usize), ParseError
 pub(crate) mod tests {
     use super::*;
 
+    /// (kind, fsid, handle type, handle, name) of one info record.
+    pub(crate) type FidSpec<'a> = (u8, [u8; 8], i32, &'a [u8], Option<&'a [u8]>);
+
     /// Encodes one event the way the kernel lays it out (test helper).
-    pub(crate) fn encode(
-        out: &mut Vec<u8>,
-        mask: u64,
-        fids: &[(u8, [u8; 8], i32, &[u8], Option<&[u8]>)],
-    ) {
+    pub(crate) fn encode(out: &mut Vec<u8>, mask: u64, fids: &[FidSpec<'_>]) {
         let start = out.len();
         out.extend_from_slice(&0u32.to_ne_bytes());
         out.push(METADATA_VERSION);
@@ -212,6 +211,7 @@ pub(crate) mod tests {
                 out.extend_from_slice(n);
                 out.push(0);
             }
+            #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87
             while (out.len() - rs) % 4 != 0 {
                 out.push(0);
             }
@@ -246,10 +246,25 @@ pub(crate) mod tests {
     fn round_trip_of_kernel_layout() {
         let mut buf = Vec::new();
         let fsid = [1, 2, 3, 4, 5, 6, 7, 8];
-        encode(&mut buf, 0x100, &[(INFO_DFID_NAME, fsid, 1, &[9; 8], Some(b"new\xfffile"))]);
-        encode(&mut buf, 0x4000_0004, &[(INFO_DFID_NAME, fsid, 1, &[7; 8], Some(b"."))]);
+        encode(
+            &mut buf,
+            0x100,
+            &[(INFO_DFID_NAME, fsid, 1, &[9; 8], Some(b"new\xfffile"))],
+        );
+        encode(
+            &mut buf,
+            0x4000_0004,
+            &[(INFO_DFID_NAME, fsid, 1, &[7; 8], Some(b"."))],
+        );
         encode(&mut buf, 0x4000, &[]);
-        encode(&mut buf, 0x2, &[(INFO_DFID, fsid, 2, &[1; 12], None), (INFO_FID, fsid, 2, &[2; 12], None)]);
+        encode(
+            &mut buf,
+            0x2,
+            &[
+                (INFO_DFID, fsid, 2, &[1; 12], None),
+                (INFO_FID, fsid, 2, &[2; 12], None),
+            ],
+        );
         let evs: Vec<_> = events(&buf).collect::<Result<_, _>>().expect("parse");
         assert_eq!(evs.len(), 4);
         assert_eq!(evs[0].mask, 0x100);
@@ -268,7 +283,11 @@ pub(crate) mod tests {
     #[test]
     fn malformed_lengths_are_errors_not_panics() {
         let mut good = Vec::new();
-        encode(&mut good, 0x100, &[(INFO_DFID_NAME, [0; 8], 1, &[9; 8], Some(b"x"))]);
+        encode(
+            &mut good,
+            0x100,
+            &[(INFO_DFID_NAME, [0; 8], 1, &[9; 8], Some(b"x"))],
+        );
         // event_len larger than the buffer
         let mut b = good.clone();
         b[0..4].copy_from_slice(&(good.len() as u32 + 4).to_ne_bytes());
@@ -291,7 +310,11 @@ pub(crate) mod tests {
         assert!(matches!(events(&b).next(), Some(Err(_))));
         // name without NUL: cut the record right after the name
         let mut b = Vec::new();
-        encode(&mut b, 0x100, &[(INFO_DFID_NAME, [0; 8], 1, &[9; 8], Some(b"abc"))]);
+        encode(
+            &mut b,
+            0x100,
+            &[(INFO_DFID_NAME, [0; 8], 1, &[9; 8], Some(b"abc"))],
+        );
         let name_end = 24 + 20 + 8 + 3;
         b.truncate(name_end);
         let l = b.len() as u32;

@@ -18,7 +18,8 @@ const STATE_VAR: &str = "FLC_CRASH_STATE";
 #[test]
 #[ignore = "helper: run as a child process by kill_9_mid_write_leaves_last_good_generation"]
 fn crash_child_writer() {
-    let (Some(root), Some(state)) = (std::env::var_os(ROOT_VAR), std::env::var_os(STATE_VAR)) else {
+    let (Some(root), Some(state)) = (std::env::var_os(ROOT_VAR), std::env::var_os(STATE_VAR))
+    else {
         return;
     };
     let (store, _) =
@@ -27,16 +28,22 @@ fn crash_child_writer() {
     for i in 0u64.. {
         let p = Path::new(&root).join(format!("d{:02}/child-{i}", i % 20));
         fs::write(&p, b"c").expect("write");
-        store.refresh(&[format!("d{:02}", i % 20).as_bytes()]).expect("refresh");
+        store
+            .refresh(&[format!("d{:02}", i % 20).as_bytes()])
+            .expect("refresh");
         store.compact().expect("compact");
     }
 }
 
 fn temp_file_present(state: &Path) -> bool {
-    fs::read_dir(state).into_iter().flatten().flatten().any(|e| {
-        e.file_name().to_string_lossy().contains(".snap.tmp.")
-            && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
-    })
+    fs::read_dir(state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_name().to_string_lossy().contains(".snap.tmp.")
+                && e.metadata().map(|m| m.len() > 0).unwrap_or(false)
+        })
 }
 
 #[test]
@@ -62,7 +69,12 @@ fn kill_9_mid_write_leaves_last_good_generation() {
     let exe = std::env::current_exe().expect("current_exe");
     for round in 0..3 {
         let mut child = Command::new(&exe)
-            .args(["crash::crash_child_writer", "--exact", "--ignored", "--nocapture"])
+            .args([
+                "crash::crash_child_writer",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(ROOT_VAR, d.root())
             .env(STATE_VAR, &state)
             .stdout(std::process::Stdio::null())
@@ -73,7 +85,10 @@ fn kill_9_mid_write_leaves_last_good_generation() {
         // Let it publish a few generations first, then kill while a temp file is open.
         std::thread::sleep(Duration::from_millis(150 * (round + 1)));
         while !temp_file_present(&state) {
-            assert!(t0.elapsed() < Duration::from_secs(60), "child never wrote a file");
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "child never wrote a file"
+            );
             if let Ok(Some(st)) = child.try_wait() {
                 panic!("child exited early: {st}");
             }
@@ -84,11 +99,19 @@ fn kill_9_mid_write_leaves_last_good_generation() {
 
         // The last good generation opens at once and is served, never a partial file.
         let (store, rep) =
-            SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts()).expect("reopen");
-        assert_eq!(rep.source, OpenSource::Opened, "round {round}: {:?}", rep.rejected);
+            SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts())
+                .expect("reopen");
+        assert_eq!(
+            rep.source,
+            OpenSource::Opened,
+            "round {round}: {:?}",
+            rep.rejected
+        );
         assert!(rep.rejected.is_empty(), "round {round}: {:?}", rep.rejected);
         assert!(
-            rep.removed.iter().any(|p| p.to_string_lossy().contains(".snap.tmp.")),
+            rep.removed
+                .iter()
+                .any(|p| p.to_string_lossy().contains(".snap.tmp.")),
             "round {round}: temp file not cleaned: {:?}",
             rep.removed
         );

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use filelist_cache::{
-    build_snapshot, BuildOptions, OpenSource, RefreshKind, Snapshot, SnapshotStore,
-    StoreOptions, WalkControl,
+    build_snapshot, BuildOptions, OpenSource, RefreshKind, Snapshot, SnapshotStore, StoreOptions,
+    WalkControl,
 };
 
 use crate::util::Dir;
@@ -45,7 +45,9 @@ pub fn assert_same_tree(got: &Snapshot, root: &Path) {
     }
     // Lookups of every path of the fresh build resolve in the view to the same kind.
     want.walk(want.root(), &mut |p, e| {
-        let g = got.lookup(p).unwrap_or_else(|| panic!("lookup {:?}", p.escape_ascii().to_string()));
+        let g = got
+            .lookup(p)
+            .unwrap_or_else(|| panic!("lookup {:?}", p.escape_ascii().to_string()));
         assert_eq!(g.mode(), e.mode());
         assert_eq!(g.name(), e.name());
         // parent() of the looked-up entry leads back to the root with the same names.
@@ -59,7 +61,10 @@ pub fn assert_same_tree(got: &Snapshot, root: &Path) {
         names.reverse();
         assert_eq!(names.join(&b'/'), p.to_vec());
         // entry(index) returns the same entry.
-        assert_eq!(got.entry(g.index()).map(|x| x.name().to_vec()), Some(e.name().to_vec()));
+        assert_eq!(
+            got.entry(g.index()).map(|x| x.name().to_vec()),
+            Some(e.name().to_vec())
+        );
         WalkControl::Continue
     });
     assert_eq!(got.len(), want.len(), "len");
@@ -186,7 +191,10 @@ fn explicit_refreshes_match_a_fresh_build_after_each_mutation() {
         apply(&d);
         // Before the refresh the view is stale, and the comparison says so.
         assert!(
-            store.current().first_difference(&fresh(&d.root())).is_some(),
+            store
+                .current()
+                .first_difference(&fresh(&d.root()))
+                .is_some(),
             "{what}: change not visible to the comparison"
         );
         let r = store.refresh(dirs).expect("refresh");
@@ -215,7 +223,10 @@ fn explicit_refreshes_match_a_fresh_build_after_each_mutation() {
             assert!(g.lookup(b"other/moved/deep/x").is_some_and(|e| e.is_file()));
         }
         if what == "replace a file by a symlink" {
-            assert_eq!(g.lookup(b"victim").map(|e| e.link_target().to_vec()), Some(b"pub/a.deb".to_vec()));
+            assert_eq!(
+                g.lookup(b"victim").map(|e| e.link_target().to_vec()),
+                Some(b"pub/a.deb".to_vec())
+            );
         }
     }
     // The session that pinned the first generation still sees the original tree, with
@@ -237,7 +248,9 @@ fn refreshing_a_vanished_or_unknown_directory_falls_back_to_its_parent() {
     fs::remove_dir_all(d.path(b"pub/sub")).expect("rm -r");
     d.file(b"pub/zz/new/deeper/f", b"f");
     // Name only directories that no longer exist or that the view does not know.
-    store.refresh(&[b"pub/sub/deep", b"pub/zz/new/deeper"]).expect("refresh");
+    store
+        .refresh(&[b"pub/sub/deep", b"pub/zz/new/deeper"])
+        .expect("refresh");
     assert_same_tree(&store.current(), &d.root());
     // Bad paths are refused.
     assert!(store.refresh(&[b"../etc"]).is_err());
@@ -335,37 +348,57 @@ fn reopen_serves_the_last_file_and_rejects_damaged_ones() {
     drop(store);
 
     // Damage: flip a byte, truncate, foreign version, stray temp file.
-    let damage: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
-        ("flip", Box::new(|p: &Path| {
-            let mut b = fs::read(p).expect("read");
-            let at = b.len() / 2;
-            b[at] ^= 0x40;
-            fs::write(p, b).expect("write");
-        })),
-        ("truncate", Box::new(|p: &Path| {
-            let b = fs::read(p).expect("read");
-            fs::write(p, &b[..b.len() - 7]).expect("write");
-        })),
-        ("version", Box::new(|p: &Path| {
-            let mut b = fs::read(p).expect("read");
-            b[8] = b[8].wrapping_add(1);
-            fs::write(p, b).expect("write");
-        })),
+    type Damage = Box<dyn Fn(&Path)>;
+    let damage: Vec<(&str, Damage)> = vec![
+        (
+            "flip",
+            Box::new(|p: &Path| {
+                let mut b = fs::read(p).expect("read");
+                let at = b.len() / 2;
+                b[at] ^= 0x40;
+                fs::write(p, b).expect("write");
+            }),
+        ),
+        (
+            "truncate",
+            Box::new(|p: &Path| {
+                let b = fs::read(p).expect("read");
+                fs::write(p, &b[..b.len() - 7]).expect("write");
+            }),
+        ),
+        (
+            "version",
+            Box::new(|p: &Path| {
+                let mut b = fs::read(p).expect("read");
+                b[8] = b[8].wrapping_add(1);
+                fs::write(p, b).expect("write");
+            }),
+        ),
     ];
     for (what, f) in damage {
-        let (store, _) =
-            SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts()).expect("open");
+        let (store, _) = SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts())
+            .expect("open");
         let file = store.current().base_path().expect("path").to_path_buf();
         drop(store);
         f(&file);
-        fs::write(state.join(".mod.g00000000000000000099.snap.tmp.1.0"), b"partial").expect("temp");
+        fs::write(
+            state.join(".mod.g00000000000000000099.snap.tmp.1.0"),
+            b"partial",
+        )
+        .expect("temp");
         let (store, rep) =
-            SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts()).expect("reopen");
+            SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts())
+                .expect("reopen");
         assert_eq!(rep.source, OpenSource::Built, "{what}");
         assert_eq!(rep.rejected.len(), 1, "{what}: {:?}", rep.rejected);
         assert_eq!(rep.rejected[0].0, file);
         assert!(!file.exists(), "{what}: damaged file kept");
-        assert!(rep.removed.iter().any(|p| p.to_string_lossy().contains(".tmp.")), "{what}");
+        assert!(
+            rep.removed
+                .iter()
+                .any(|p| p.to_string_lossy().contains(".tmp.")),
+            "{what}"
+        );
         assert_same_tree(&store.current(), &d.root());
     }
 }
@@ -458,7 +491,13 @@ fn random_mutations_with_refreshes_of_the_touched_directories() {
         let state = d.tmp.path().join("state");
         let (store, _) = SnapshotStore::open_or_build_with(&d.root(), &state, "mod", quiet_opts())
             .expect("store");
-        random_mutations(&d, &store, 0x5eed_1234_abcd_0001 ^ (seed << 32 | seed), 300, None);
+        random_mutations(
+            &d,
+            &store,
+            0x5eed_1234_abcd_0001 ^ (seed << 32 | seed),
+            300,
+            None,
+        );
     }
 }
 
@@ -538,7 +577,11 @@ pub fn random_mutations(
                 what = "chmod";
                 if let Some((p, is_dir)) = all.get(rng.below(all.len())).cloned() {
                     if fs::symlink_metadata(d.path(&p)).is_ok_and(|m| !m.file_type().is_symlink()) {
-                        let mode = if is_dir { 0o700 | rng.below(0o100) as u32 } else { rng.below(0o1000) as u32 };
+                        let mode = if is_dir {
+                            0o700 | rng.below(0o100) as u32
+                        } else {
+                            rng.below(0o1000) as u32
+                        };
                         let _ = fs::set_permissions(d.path(&p), fs::Permissions::from_mode(mode));
                     }
                     touched.push(if is_dir { p.clone() } else { parent_of(&p) });
@@ -595,7 +638,10 @@ pub fn random_mutations(
         if let Some(diff) = store.current().first_difference(&want) {
             panic!(
                 "seed {seed:#x} step {step} ({what}, refreshed {:?}): {diff}",
-                touched.iter().map(|p| p.escape_ascii().to_string()).collect::<Vec<_>>()
+                touched
+                    .iter()
+                    .map(|p| p.escape_ascii().to_string())
+                    .collect::<Vec<_>>()
             );
         }
         if step % 50 == 49 {
@@ -643,11 +689,20 @@ fn refreshes_during_heavy_operations_are_not_lost() {
         d.file(format!("{dir}/new{i}").as_bytes(), b"n");
         store.refresh(&[dir.as_bytes()]).expect("refresh");
         // Visible immediately after the refresh returns, heavy work or not.
-        assert!(store.current().lookup(format!("{dir}/new{i}").as_bytes()).is_some(), "lost new{i}");
+        assert!(
+            store
+                .current()
+                .lookup(format!("{dir}/new{i}").as_bytes())
+                .is_some(),
+            "lost new{i}"
+        );
     }
     stop.store(true, std::sync::atomic::Ordering::Release);
     let heavy_runs = heavy.join().expect("heavy thread");
-    assert!(heavy_runs >= 2, "heavy operations did not overlap the refreshes");
+    assert!(
+        heavy_runs >= 2,
+        "heavy operations did not overlap the refreshes"
+    );
     assert_same_tree(&store.current(), &d.root());
 }
 
@@ -663,14 +718,21 @@ fn background_reconciles_a_snapshot_opened_from_disk_and_rescans_periodically() 
         rescan_interval: Some(std::time::Duration::from_millis(100)),
         ..quiet_opts()
     };
-    let (store, rep) = SnapshotStore::open_or_build_with(&d.root(), &state, "mod", opts).expect("open");
+    let (store, rep) =
+        SnapshotStore::open_or_build_with(&d.root(), &state, "mod", opts).expect("open");
     assert_eq!(rep.source, OpenSource::Opened);
-    assert!(store.current().lookup(b"pub/while-down").is_none(), "served stale at once");
+    assert!(
+        store.current().lookup(b"pub/while-down").is_none(),
+        "served stale at once"
+    );
     let _bg = store.start_background();
     let wait = |pred: &dyn Fn(&Snapshot) -> bool, what: &str| {
         let t0 = std::time::Instant::now();
         while !pred(&store.current()) {
-            assert!(t0.elapsed() < std::time::Duration::from_secs(20), "{what}: timed out");
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(20),
+                "{what}: timed out"
+            );
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     };
@@ -691,7 +753,8 @@ fn background_compacts_when_the_overlay_grows() {
         compact_percent: 0,
         ..quiet_opts()
     };
-    let (store, _) = SnapshotStore::open_or_build_with(&d.root(), &state, "mod", opts).expect("store");
+    let (store, _) =
+        SnapshotStore::open_or_build_with(&d.root(), &state, "mod", opts).expect("store");
     let _bg = store.start_background();
     let first_base = store.current().base_generation();
     for i in 0..40 {
@@ -700,7 +763,10 @@ fn background_compacts_when_the_overlay_grows() {
     }
     let t0 = std::time::Instant::now();
     while store.current().base_generation() == first_base {
-        assert!(t0.elapsed() < std::time::Duration::from_secs(20), "no compaction");
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(20),
+            "no compaction"
+        );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert!(store.current().overlay_len() <= 40);

@@ -39,7 +39,10 @@ fn wait_visible(store: &SnapshotStore, d: &Dir, what: &str) -> Duration {
             return t0.elapsed();
         }
         if t0.elapsed() > Duration::from_secs(20) {
-            panic!("{what}: not visible after 20 s: {}", diff.unwrap_or_default());
+            panic!(
+                "{what}: not visible after 20 s: {}",
+                diff.unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(1));
     }
@@ -55,10 +58,15 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 fn fanotify_mutations_reach_new_readers() {
     let d = Dir::new();
     base_tree(&d);
-    let Some(store) = watched_store(&d) else { return };
+    let Some(store) = watched_store(&d) else {
+        return;
+    };
     let (dirs, complete) = store.watched_dirs();
     assert!(complete, "handle map incomplete");
-    assert_eq!(dirs, 7, "root, pub, pub/sub, pub/sub/deep, pub/sub/empty, other, perm");
+    assert_eq!(
+        dirs, 7,
+        "root, pub, pub/sub, pub/sub/deep, pub/sub/empty, other, perm"
+    );
     let _bg = store.start_background();
     let first = store.current();
     let first_listing = crate::store::listing(&first);
@@ -72,7 +80,8 @@ fn fanotify_mutations_reach_new_readers() {
         let f = format!("pub/r{r}.deb");
         d.file(f.as_bytes(), b"1");
         lat.push(wait_visible(&store, &d, "create"));
-        fs::set_permissions(d.path(f.as_bytes()), fs::Permissions::from_mode(0o600)).expect("chmod");
+        fs::set_permissions(d.path(f.as_bytes()), fs::Permissions::from_mode(0o600))
+            .expect("chmod");
         lat.push(wait_visible(&store, &d, "chmod"));
         fs::write(d.path(f.as_bytes()), b"grown file").expect("write");
         lat.push(wait_visible(&store, &d, "modify"));
@@ -107,7 +116,9 @@ fn fanotify_mutations_reach_new_readers() {
 fn events_outside_the_module_are_ignored() {
     let d = Dir::new();
     base_tree(&d);
-    let Some(store) = watched_store(&d) else { return };
+    let Some(store) = watched_store(&d) else {
+        return;
+    };
     let _bg = store.start_background();
     let before = store.current().number();
     // Same file system, not below the module root.
@@ -117,7 +128,11 @@ fn events_outside_the_module_are_ignored() {
         fs::write(outside.join(format!("f{i}")), b"x").expect("write");
     }
     std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(store.current().number(), before, "outside changes published a generation");
+    assert_eq!(
+        store.current().number(),
+        before,
+        "outside changes published a generation"
+    );
     // A change inside still arrives.
     d.file(b"pub/inside", b"y");
     wait_visible(&store, &d, "inside after outside noise");
@@ -127,7 +142,9 @@ fn events_outside_the_module_are_ignored() {
 fn fanotify_random_mutations_match_a_fresh_build() {
     let d = Dir::new();
     base_tree(&d);
-    let Some(store) = watched_store(&d) else { return };
+    let Some(store) = watched_store(&d) else {
+        return;
+    };
     let _bg = store.start_background();
     let mut lat = Vec::new();
     crate::store::random_mutations(&d, &store, 0xfa_0001, 200, Some(&mut lat));
@@ -135,5 +152,7 @@ fn fanotify_random_mutations_match_a_fresh_build() {
     let p50 = percentile(&mut lat, 0.50);
     let p99 = percentile(&mut lat, 0.99);
     let max = percentile(&mut lat, 1.0);
-    eprintln!("fanotify random mutations: {n} steps, visibility p50 {p50:?} p99 {p99:?} max {max:?}");
+    eprintln!(
+        "fanotify random mutations: {n} steps, visibility p50 {p50:?} p99 {p99:?} max {max:?}"
+    );
 }
