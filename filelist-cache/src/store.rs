@@ -875,7 +875,7 @@ impl SnapshotStore {
                 // Handles of directories that left the module: forget them.
                 let cur = self.current();
                 for (key, path) in resolved {
-                    if cur.lookup(&path).is_none_or(|e| !e.is_dir()) {
+                    if cur.lookup(&path).map_or(true, |e| !e.is_dir()) {
                         st.handles.remove(&key);
                     }
                 }
