@@ -875,6 +875,7 @@ impl SnapshotStore {
                 // Handles of directories that left the module: forget them.
                 let cur = self.current();
                 for (key, path) in resolved {
+                    #[allow(clippy::unnecessary_map_or)] // is_none_or needs Rust 1.82
                     if cur.lookup(&path).map_or(true, |e| !e.is_dir()) {
                         st.handles.remove(&key);
                     }

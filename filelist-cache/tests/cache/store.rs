@@ -271,6 +271,17 @@ fn subtree_refresh_and_full_rescan() {
     assert_eq!(r.kind, RefreshKind::Incremental);
     assert!(r.dirs_listed >= 2);
     assert_same_tree(&store.current(), &d.root());
+    // The explicit entry point by module name.
+    let mut stores = filelist_cache::Stores::new();
+    stores.insert("mod", store.clone());
+    d.file(b"pub/sub/deep/by-script", b"s");
+    let r = stores
+        .refresh("mod", Some(b"pub"))
+        .expect("module")
+        .expect("refresh");
+    assert!(r.published.is_some());
+    assert!(store.current().lookup(b"pub/sub/deep/by-script").is_some());
+    assert!(stores.refresh("nope", None).is_none());
     // A full rescan with nothing new publishes nothing...
     let before = store.current().number();
     let r = store.refresh_path(None).expect("rescan");
