@@ -15,8 +15,13 @@
 //! 3. **Map** ([`Snapshot::open`]): map the file, check the header and hashes, validate the
 //!    archive with bytecheck once, check the structural invariants; from then on reads are
 //!    plain memory accesses through [`EntryRef`].
-//! 4. Later (not yet implemented): overlay of incremental changes, compaction into a new
-//!    generation, publication through an `ArcSwap` store.
+//! 4. **Live** ([`SnapshotStore`], one per module): opens the last good file at once
+//!    (or builds one), publishes immutable [`Generation`]s through an `ArcSwap`
+//!    ([`SnapshotStore::current`]); incremental refreshes re-read only the directories
+//!    that changed and publish them as an *overlay* merged at read time, so an update
+//!    costs what changed, not the tree; a full rescan or a compaction writes a new base
+//!    file in the background. Changes come from a fanotify watcher, a periodic rescan
+//!    and explicit refreshes. See `docs/live-updates.md`.
 //!
 //! # Order and invariants
 //!
@@ -26,23 +31,39 @@
 //! (protocol >= 29) file-list order for a recursive transfer of that directory; see
 //! [`order`]. Every directory's subtree is a contiguous index range.
 //!
+//! # Views and indices
+//!
+//! A [`Snapshot`] is a view: a validated base file plus an (often empty) overlay.
+//! Every read ([`Snapshot::lookup`], [`Snapshot::walk`], [`EntryRef::children`], ...)
+//! presents the merged tree in rsync order. [`EntryRef::index`] is stable for the life of
+//! a view; entries added by an overlay get indices past the base file's, so sort by
+//! name, never by index.
+//!
 //! # Unsafe
 //!
-//! Only `snapshot.rs` uses `unsafe`: to map the (immutable) file, and to access the
-//! archive without re-validating it after it was validated once at open.
+//! `snapshot.rs` maps the (immutable) file and accesses the archive without
+//! re-validating it after it was validated once at open; `watch/fanotify.rs` makes the
+//! fanotify, `name_to_handle_at` and `fstatfs` system calls. Each site has a `SAFETY`
+//! comment. The fanotify event parser is safe code.
 //!
 //! The on-disk format is described in `docs/snapshot-format.md`.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod compact;
 mod error;
 mod format;
+mod links;
 mod model;
 pub mod order;
+mod overlay;
 mod scan;
 mod snapshot;
+mod store;
+mod update;
 mod view;
+mod watch;
 mod write;
 
 use std::path::Path;
@@ -50,6 +71,10 @@ use std::path::Path;
 pub use error::{OpenError, ScanError, ScanIssue};
 pub use format::FORMAT_VERSION;
 pub use snapshot::Snapshot;
+pub use store::{
+    Background, Generation, OpenReport, OpenSource, RefreshKind, RefreshReport, SnapshotStore,
+    StoreError, StoreOptions, Stores, WatchStatus,
+};
 pub use view::{Children, EntryRef, WalkControl};
 
 /// Options of [`build_snapshot`].

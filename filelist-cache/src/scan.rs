@@ -58,13 +58,29 @@ struct Scanner<'a> {
     hook: OpenHook<'a>,
     /// Module-relative path of the directory being worked on (and scratch space).
     path: Vec<u8>,
+    /// Device of the module root (one-file-system boundary).
+    fs_dev: u64,
 }
+
+/// Called with the module-relative path and the open fd of every directory the scan
+/// reads (the store records directory file handles with it).
+pub(crate) type VisitHook<'a> = &'a mut dyn FnMut(&[u8], BorrowedFd<'_>);
 
 /// Scans `root` and returns the snapshot model and the report.
 pub(crate) fn scan(
     root: &Path,
     opts: &BuildOptions,
     hook: OpenHook<'_>,
+) -> Result<(SnapshotV1, BuildReport), ScanError> {
+    scan_visit(root, opts, hook, &mut |_, _| {})
+}
+
+/// [`scan`] that also reports every directory it opens to `visit`.
+pub(crate) fn scan_visit(
+    root: &Path,
+    opts: &BuildOptions,
+    hook: OpenHook<'_>,
+    visit: VisitHook<'_>,
 ) -> Result<(SnapshotV1, BuildReport), ScanError> {
     let st = rustix::fs::stat(root).map_err(|e| ScanError::Root {
         path: root.to_path_buf(),
@@ -76,17 +92,6 @@ pub(crate) fn scan(
             path: root.to_path_buf(),
         });
     }
-    let mut sc = Scanner {
-        snap: SnapshotV1 {
-            generation: opts.generation,
-            ..SnapshotV1::default()
-        },
-        issues: Vec::new(),
-        opts,
-        hook,
-        path: Vec::new(),
-    };
-
     let opened = match hook(b"") {
         Some(e) => Err(e),
         None => rustix::fs::open(
@@ -95,16 +100,55 @@ pub(crate) fn scan(
             Mode::empty(),
         ),
     };
-    let (root_fd, root_err) = match opened {
-        Ok(fd) => {
-            // Record the identity of what was actually opened.
-            if let Ok(st) = rustix::fs::fstat(&fd) {
-                attrs = Attrs::from_stat(&st);
-            }
-            (Some(fd), None)
+    if let Ok(fd) = &opened {
+        // Record the identity of what was actually opened.
+        if let Ok(st) = rustix::fs::fstat(fd) {
+            attrs = Attrs::from_stat(&st);
         }
+    }
+    let fs_dev = attrs.dev;
+    scan_core(opened, attrs, fs_dev, b"", opts, hook, visit)
+}
+
+/// Scans the subtree below the open directory `fd` (whose attributes are `attrs`), for
+/// grafting into an overlay: entry 0 of the result is that directory (with an empty
+/// name). `fs_dev` is the module root's device (for one-file-system) and `prefix` the
+/// directory's module-relative path, used for issues and `visit`.
+pub(crate) fn scan_subtree(
+    fd: OwnedFd,
+    attrs: Attrs,
+    fs_dev: u64,
+    prefix: &[u8],
+    opts: &BuildOptions,
+    visit: VisitHook<'_>,
+) -> Result<(SnapshotV1, BuildReport), ScanError> {
+    scan_core(Ok(fd), attrs, fs_dev, prefix, opts, &|_| None, visit)
+}
+
+fn scan_core(
+    opened: Result<OwnedFd, Errno>,
+    attrs: Attrs,
+    fs_dev: u64,
+    prefix: &[u8],
+    opts: &BuildOptions,
+    hook: OpenHook<'_>,
+    visit: VisitHook<'_>,
+) -> Result<(SnapshotV1, BuildReport), ScanError> {
+    let mut sc = Scanner {
+        snap: SnapshotV1 {
+            generation: opts.generation,
+            ..SnapshotV1::default()
+        },
+        issues: Vec::new(),
+        opts,
+        hook,
+        path: prefix.to_vec(),
+        fs_dev,
+    };
+    let (root_fd, root_err) = match opened {
+        Ok(fd) => (Some(fd), None),
         Err(e) => {
-            sc.issue_errno(b"", "opendir failed", e);
+            sc.issue_errno(prefix, "opendir failed", e);
             (None, Some(e))
         }
     };
@@ -117,8 +161,9 @@ pub(crate) fn scan(
         sc.snap.dirs[0].subtree_end = 1;
         return Ok(sc.finish());
     };
+    visit(prefix, root_fd.as_fd());
     let mut stack: Vec<Frame> = Vec::new();
-    let frame = sc.list_dir(0, root_fd, b"", &attrs, 0, 0)?;
+    let frame = sc.list_dir(0, root_fd, b"", &attrs, prefix.len(), 0)?;
     stack.push(frame);
 
     while let Some(top) = stack.last_mut() {
@@ -144,7 +189,7 @@ pub(crate) fn scan(
         sc.snap.subdirs[slot] = index;
         let dir = sc.snap.entries[index as usize].dir;
 
-        if sc.opts.one_file_system && child.attrs.dev != sc.snap.root_dev {
+        if sc.opts.one_file_system && child.attrs.dev != sc.fs_dev {
             sc.snap.entries[index as usize].flags |= flags::OTHER_FS;
             sc.snap.dirs[dir as usize].subtree_end = index + 1;
             continue;
@@ -169,6 +214,7 @@ pub(crate) fn scan(
                 continue;
             }
         };
+        visit(&sc.path, fd.as_fd());
         // Deep directories give up their fd while a child is being scanned.
         if depth >= FD_DEPTH_LIMIT {
             if let Some(top) = stack.last_mut() {
@@ -218,7 +264,11 @@ fn parent_fd(stack: &mut [Frame]) -> Result<BorrowedFd<'_>, Errno> {
 
 /// `openat(O_DIRECTORY|O_NOFOLLOW)` plus a check that the directory opened is the one
 /// that was classified (same dev and ino); a replaced directory yields `ESTALE`.
-fn open_subdir(parent: BorrowedFd<'_>, name: &[u8], want: &Attrs) -> Result<OwnedFd, Errno> {
+pub(crate) fn open_subdir(
+    parent: BorrowedFd<'_>,
+    name: &[u8],
+    want: &Attrs,
+) -> Result<OwnedFd, Errno> {
     let fd = rustix::fs::openat(
         parent,
         name,
@@ -371,63 +421,79 @@ impl Scanner<'_> {
         fd: &OwnedFd,
         path_len: usize,
     ) -> (Vec<Child>, Vec<Child>, Option<Errno>) {
-        let mut files = Vec::new();
-        let mut dirs = Vec::new();
-        let mut dir = match Dir::read_from(fd) {
-            Ok(d) => d,
-            Err(e) => return (files, dirs, Some(e)),
-        };
-        while let Some(item) = dir.read() {
-            let de = match item {
-                Ok(de) => de,
-                Err(e) => return (files, dirs, Some(e)),
-            };
-            let cname = de.file_name();
-            let name = cname.to_bytes();
-            if name == b"." || name == b".." {
-                continue;
-            }
-            let st = match rustix::fs::statat(fd, cname, AtFlags::SYMLINK_NOFOLLOW) {
-                Ok(st) => st,
-                Err(e) => {
-                    self.child_issue(path_len, name, "lstat failed", e);
-                    continue;
-                }
-            };
-            let attrs = Attrs::from_stat(&st);
-            let mut target = Vec::new();
-            if attrs.is_symlink() {
-                match rustix::fs::readlinkat(fd, cname, Vec::new()) {
-                    Ok(t) => target = t.into_bytes(),
-                    Err(e) => {
-                        self.child_issue(path_len, name, "readlink failed", e);
-                        continue;
-                    }
-                }
-            }
-            let child = Child {
-                name: name.to_vec(),
-                attrs,
-                target,
-            };
-            if attrs.is_dir() {
-                dirs.push(child);
-            } else {
-                files.push(child);
-            }
-        }
-        (files, dirs, None)
-    }
-
-    fn child_issue(&mut self, path_len: usize, name: &[u8], what: &str, e: Errno) {
         self.path.truncate(path_len);
-        let mut p = self.path.clone();
+        read_dir_children(fd.as_fd(), &self.path, &mut self.issues)
+    }
+}
+
+/// Lists the directory open as `fd` (module-relative path `dir_path`, for messages):
+/// (non-directories, directories, readdir error if any), each unsorted. Every entry is
+/// examined with `fstatat(AT_SYMLINK_NOFOLLOW)`; entries that vanish or cannot be
+/// examined are reported in `issues` and left out.
+pub(crate) fn read_dir_children(
+    fd: BorrowedFd<'_>,
+    dir_path: &[u8],
+    issues: &mut Vec<ScanIssue>,
+) -> (Vec<Child>, Vec<Child>, Option<Errno>) {
+    let mut files = Vec::new();
+    let mut dirs = Vec::new();
+    let issue = |issues: &mut Vec<ScanIssue>, name: &[u8], what: &str, e: Errno| {
+        let mut p = dir_path.to_vec();
         if !p.is_empty() {
             p.push(b'/');
         }
         p.extend_from_slice(name);
-        self.issue_errno(&p, what, e);
+        let errno = e.raw_os_error();
+        issues.push(ScanIssue {
+            path: p,
+            message: format!("{what}: {}", errno_text(errno)),
+            errno: Some(errno),
+        });
+    };
+    let mut dir = match Dir::read_from(fd) {
+        Ok(d) => d,
+        Err(e) => return (files, dirs, Some(e)),
+    };
+    while let Some(item) = dir.read() {
+        let de = match item {
+            Ok(de) => de,
+            Err(e) => return (files, dirs, Some(e)),
+        };
+        let cname = de.file_name();
+        let name = cname.to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        let st = match rustix::fs::statat(fd, cname, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(e) => {
+                issue(issues, name, "lstat failed", e);
+                continue;
+            }
+        };
+        let attrs = Attrs::from_stat(&st);
+        let mut target = Vec::new();
+        if attrs.is_symlink() {
+            match rustix::fs::readlinkat(fd, cname, Vec::new()) {
+                Ok(t) => target = t.into_bytes(),
+                Err(e) => {
+                    issue(issues, name, "readlink failed", e);
+                    continue;
+                }
+            }
+        }
+        let child = Child {
+            name: name.to_vec(),
+            attrs,
+            target,
+        };
+        if attrs.is_dir() {
+            dirs.push(child);
+        } else {
+            files.push(child);
+        }
     }
+    (files, dirs, None)
 }
 
 /// Appends `bytes` to a blob and returns their offset, checking the u32 range.

@@ -8,6 +8,8 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 use rkyv::util::AlignedVec;
@@ -20,6 +22,7 @@ use crate::format::{
 };
 use crate::model::mode_is_dir;
 use crate::order::{cmp_dir_names, cmp_file_names};
+use crate::overlay::Overlay;
 use crate::view::{EntryRef, WalkControl};
 
 /// Where the snapshot's bytes live.
@@ -37,34 +40,32 @@ impl Backing {
     }
 }
 
-/// A validated, immutable snapshot of one module tree.
-///
-/// Cheap to share behind an `Arc`; all readers borrow from it. Entries are numbered in
-/// storage order, which is rsync's sorted file-list order (see [`crate::order`]).
-pub struct Snapshot {
+/// One validated, immutable snapshot file (or in-memory image): the base of a
+/// [`Snapshot`] view. Shared between generations behind an `Arc`.
+pub(crate) struct BaseFile {
     backing: Backing,
     header: Header,
+    /// The file the bytes were mapped from (none for in-memory images).
+    path: Option<PathBuf>,
+    /// Set when a newer base has been published: the file is removed when the last
+    /// reference (the last session pinning a generation built on it) drops.
+    retired: AtomicBool,
 }
 
-impl std::fmt::Debug for Snapshot {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot")
-            .field("generation", &self.header.generation)
-            .field("entries", &self.len())
-            .field("bytes", &self.backing.bytes().len())
-            .finish()
+impl Drop for BaseFile {
+    fn drop(&mut self) {
+        if self.retired.load(Ordering::Acquire) {
+            if let Some(p) = &self.path {
+                // Unlinking a mapped file is fine: the mapping is dropped right after.
+                let _ = std::fs::remove_file(p);
+            }
+        }
     }
 }
 
-impl Snapshot {
-    /// Maps the snapshot file at `path` and fully validates it: the fixed header (magic,
-    /// [`FORMAT_VERSION`](crate::FORMAT_VERSION), rkyv feature word, archive length,
-    /// header hash), the xxh3 content hash, the rkyv archive (bytecheck), and the
-    /// structural invariants (ranges, parent links, order). Never panics on bad input.
-    ///
-    /// The file must not be modified while mapped; snapshot files are immutable once
-    /// published (see `docs/snapshot-format.md`).
-    pub fn open(path: &Path) -> Result<Snapshot, OpenError> {
+impl BaseFile {
+    /// Maps and validates the file at `path` (see [`Snapshot::open`]).
+    pub(crate) fn open(path: &Path) -> Result<BaseFile, OpenError> {
         let io_err = |source| OpenError::Io {
             path: path.to_path_buf(),
             source,
@@ -97,27 +98,24 @@ impl Snapshot {
         // of already-validated data that is still present.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err)?;
         let header = check(&map, path)?;
-        Ok(Snapshot {
+        Ok(BaseFile {
             backing: Backing::Map(map),
             header,
+            path: Some(path.to_path_buf()),
+            retired: AtomicBool::new(false),
         })
     }
 
-    /// Validates an in-memory snapshot file image with exactly the checks of
-    /// [`open`](Self::open) (for tests and fuzzing). The bytes are copied into an aligned
-    /// buffer.
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Snapshot, OpenError> {
-        Self::from_vec(bytes, Path::new(""))
-    }
-
-    fn from_vec(bytes: Vec<u8>, path: &Path) -> Result<Snapshot, OpenError> {
+    pub(crate) fn from_vec(bytes: Vec<u8>, path: &Path) -> Result<BaseFile, OpenError> {
         let mut aligned = AlignedVec::<16>::with_capacity(bytes.len());
         aligned.extend_from_slice(&bytes);
         drop(bytes);
         let header = check(aligned.as_slice(), path)?;
-        Ok(Snapshot {
+        Ok(BaseFile {
             backing: Backing::Owned(aligned),
             header,
+            path: None,
+            retired: AtomicBool::new(false),
         })
     }
 
@@ -133,50 +131,164 @@ impl Snapshot {
         unsafe { rkyv::access_unchecked::<ArchivedSnapshotV1>(archive) }
     }
 
-    /// The generation number the snapshot was built with.
+    pub(crate) fn header(&self) -> &Header {
+        &self.header
+    }
+
+    pub(crate) fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    pub(crate) fn file_len(&self) -> usize {
+        self.backing.bytes().len()
+    }
+
+    /// Number of entries of the file.
+    pub(crate) fn len(&self) -> u32 {
+        // Validation bounds the count below NO_INDEX.
+        self.archived().entries.len() as u32
+    }
+
+    /// Marks the file for removal when the last reference drops.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+    }
+}
+
+/// A consistent, immutable view of one module tree: a validated snapshot file,
+/// possibly with an overlay of directory listings re-read since it was written.
+///
+/// Cheap to share behind an `Arc` (and cheap to clone); all readers borrow from it.
+/// Entry indices ([`EntryRef::index`]) are stable for the life of the view. In a view
+/// without overlay (a freshly opened file) indices are the storage order, which is
+/// rsync's sorted file-list order (see [`crate::order`]); entries added by an overlay get
+/// indices past the file's, so callers must sort by name, not by index, when order matters.
+/// Every walk, `children()` and lookup presents the merged tree in rsync order.
+#[derive(Clone)]
+pub struct Snapshot {
+    pub(crate) base: Arc<BaseFile>,
+    pub(crate) ov: Overlay,
+    pub(crate) generation: u64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .field("entries", &self.len())
+            .field("overlay_records", &self.ov.record_count())
+            .field("bytes", &self.base.file_len())
+            .finish()
+    }
+}
+
+impl Snapshot {
+    /// Maps the snapshot file at `path` and fully validates it: the fixed header (magic,
+    /// [`FORMAT_VERSION`](crate::FORMAT_VERSION), rkyv feature word, archive length,
+    /// header hash), the xxh3 content hash, the rkyv archive (bytecheck), and the
+    /// structural invariants (ranges, parent links, order). Never panics on bad input.
+    ///
+    /// The file must not be modified while mapped; snapshot files are immutable once
+    /// published (see `docs/snapshot-format.md`).
+    pub fn open(path: &Path) -> Result<Snapshot, OpenError> {
+        Ok(Self::from_base(Arc::new(BaseFile::open(path)?)))
+    }
+
+    /// Validates an in-memory snapshot file image with exactly the checks of
+    /// [`open`](Self::open) (for tests and fuzzing). The bytes are copied into an aligned
+    /// buffer.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Snapshot, OpenError> {
+        Ok(Self::from_base(Arc::new(BaseFile::from_vec(
+            bytes,
+            Path::new(""),
+        )?)))
+    }
+
+    pub(crate) fn from_base(base: Arc<BaseFile>) -> Snapshot {
+        let generation = base.header().generation;
+        let ov = Overlay::new(base.len());
+        Snapshot {
+            base,
+            ov,
+            generation,
+        }
+    }
+
+    /// The archive root of the base file.
+    #[inline]
+    pub(crate) fn archived(&self) -> &ArchivedSnapshotV1 {
+        self.base.archived()
+    }
+
+    /// The generation number of this view (the file's for a plain opened file).
     pub fn generation(&self) -> u64 {
-        self.header.generation
+        self.generation
+    }
+
+    /// The generation number stored in the base snapshot file.
+    pub fn base_generation(&self) -> u64 {
+        self.base.header().generation
     }
 
     /// `st_dev` of the module root at scan time.
     pub fn root_dev(&self) -> u64 {
-        self.header.root_dev
+        self.base.header().root_dev
     }
 
     /// `st_ino` of the module root at scan time.
     pub fn root_ino(&self) -> u64 {
-        self.header.root_ino
+        self.base.header().root_ino
     }
 
-    /// Number of entries, including the root.
+    /// Number of entries in the (merged) tree, including the root.
     pub fn len(&self) -> usize {
-        self.archived().entries.len()
+        (i64::from(self.base.len()) + self.ov.entry_delta()).max(1) as usize
     }
 
     /// Always false: a valid snapshot contains at least its root.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        false
     }
 
-    /// Number of directories, including the root.
+    /// Number of directories in the (merged) tree, including the root.
     pub fn dir_count(&self) -> usize {
-        self.archived().dirs.len()
+        (self.archived().dirs.len() as i64 + self.ov.dir_delta()).max(1) as usize
     }
 
-    /// Size of the snapshot file in bytes.
+    /// One past the largest entry index of this view (indices of entries that were
+    /// replaced by the overlay are not reused, so this can exceed [`len`](Self::len)).
+    pub fn index_bound(&self) -> u32 {
+        self.ov.next_index()
+    }
+
+    /// Size of the base snapshot file in bytes.
     pub fn file_len(&self) -> usize {
-        self.backing.bytes().len()
+        self.base.file_len()
+    }
+
+    /// Number of records the overlay holds on top of the base file (0 for a plain file);
+    /// a measure of how much a compaction would fold in.
+    pub fn overlay_len(&self) -> usize {
+        self.ov.record_count()
+    }
+
+    /// Number of directory listings the overlay replaces or adds.
+    pub fn overlay_dirs(&self) -> usize {
+        self.ov.listing_count()
     }
 
     /// The module root directory itself (entry 0, empty name).
     pub fn root(&self) -> EntryRef<'_> {
-        // Validation guarantees entry 0 exists; `entry` is total anyway.
-        EntryRef::root(self.archived())
+        match self.make(0) {
+            Some(e) => e,
+            None => unreachable_root(),
+        }
     }
 
-    /// The entry with storage index `index`, if any.
+    /// The entry with index `index`, if any. Indices obtained from this view (lookups,
+    /// walks, children) always resolve to the entry as this view has it.
     pub fn entry(&self, index: u32) -> Option<EntryRef<'_>> {
-        EntryRef::new(self.archived(), index)
+        self.make(index)
     }
 
     /// Resolves a module-relative path (`b""` or `b"."` is the root; components separated
@@ -201,6 +313,20 @@ impl Snapshot {
     pub fn walk(&self, dir: EntryRef<'_>, f: &mut dyn FnMut(&[u8], EntryRef<'_>) -> WalkControl) {
         crate::view::walk(dir, f)
     }
+
+    /// The first difference between the trees of two views, comparing every entry's
+    /// path and attributes in walk order (not indices, generations or file sizes), or
+    /// `None` if they present identical trees. Used to check an overlay against a fresh
+    /// scan and to skip publishing a rescan that found nothing new.
+    pub fn first_difference(&self, other: &Snapshot) -> Option<String> {
+        crate::view::first_difference(self, other)
+    }
+}
+
+#[cold]
+fn unreachable_root() -> ! {
+    // Construction rejects archives without entry 0, and overlays never remove it.
+    panic!("validated snapshot has no root entry")
 }
 
 /// Runs every check on a whole snapshot file image; returns its header.

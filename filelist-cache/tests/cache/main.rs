@@ -3,5 +3,8 @@
 
 mod build;
 mod corrupt;
+mod crash;
+mod store;
 mod timing;
 mod util;
+mod watch;
