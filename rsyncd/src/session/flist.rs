@@ -193,6 +193,80 @@ pub struct BuildCtx<'a> {
     /// this returns false do not exist for the session, by every route
     /// (direct path, glob, --files-from, recursion, implied dirs).
     pub visible: &'a dyn Fn(EntryRef<'_>) -> bool,
+    /// `-C`: per-directory `.cvsignore` rules (the `:C` dir-merge rule
+    /// stock's sender adds in `exclude.c: recv_filter_list()`).
+    pub cvs: Option<&'a CvsIgnore<'a>>,
+}
+
+/// Reads and caches each directory's `.cvsignore` (word-split exclude
+/// patterns that apply to that directory's entries only, as the `C`
+/// modifier implies `n`, `w` and `-`). The file is module content, opened
+/// through the same confined path as file data.
+pub struct CvsIgnore<'a> {
+    /// Module root for opening `.cvsignore` files.
+    pub root: &'a super::files::ModuleRoot,
+    cache: std::cell::RefCell<std::collections::HashMap<u32, Option<std::rc::Rc<FilterList>>>>,
+}
+
+impl<'a> CvsIgnore<'a> {
+    /// Most bytes read from one `.cvsignore`.
+    pub const MAX_LEN: u64 = 64 * 1024;
+
+    /// A reader for one session.
+    pub fn new(root: &'a super::files::ModuleRoot) -> Self {
+        CvsIgnore { root, cache: Default::default() }
+    }
+
+    fn rules(&self, snap: &Snapshot, dir: EntryRef<'_>, dir_mpath: &[u8]) -> Option<std::rc::Rc<FilterList>> {
+        if let Some(r) = self.cache.borrow().get(&dir.index()) {
+            return r.clone();
+        }
+        let mut loaded = None;
+        if let Some(f) = dir.child(b".cvsignore").filter(|e| e.is_file()) {
+            let _ = f;
+            let path = join(dir_mpath, b".cvsignore");
+            if let Ok(file) = self.root.open_file(&path) {
+                use std::io::Read;
+                let mut text = Vec::new();
+                if file.take(Self::MAX_LEN).read_to_end(&mut text).is_ok() {
+                    let rules: Vec<Vec<u8>> = text
+                        .split(|b| b.is_ascii_whitespace())
+                        .filter(|w| !w.is_empty())
+                        .map(|w| [&b"- "[..], w].concat())
+                        .collect();
+                    if let Ok(l) = FilterList::from_client_rules(&rules, 31) {
+                        loaded = Some(std::rc::Rc::new(l));
+                    }
+                }
+            }
+        }
+        let _ = snap;
+        self.cache.borrow_mut().insert(dir.index(), loaded.clone());
+        loaded
+    }
+
+    /// Whether `base` (an entry of directory `dir`) is excluded by `dir`'s
+    /// `.cvsignore`.
+    pub fn excluded(&self, snap: &Snapshot, dir: EntryRef<'_>, dir_mpath: &[u8], base: &[u8], is_dir: bool) -> bool {
+        match self.rules(snap, dir, dir_mpath) {
+            Some(l) => l.check(base, base, is_dir) == FilterDecision::Exclude,
+            None => false,
+        }
+    }
+}
+
+fn parent_of(p: &[u8]) -> &[u8] {
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => &p[..i],
+        None => b"",
+    }
+}
+
+fn base_of(p: &[u8]) -> &[u8] {
+    match p.iter().rposition(|&b| b == b'/') {
+        Some(i) => &p[i + 1..],
+        None => p,
+    }
 }
 
 /// Result of a list build.
@@ -502,7 +576,11 @@ impl<'a> BuildCtx<'a> {
             }
             mpath_buf.extend_from_slice(rel);
             let is_dir = e.is_dir();
-            if self.daemon_excluded(&mpath_buf, is_dir) || self.client_excluded(&name_buf, &mpath_buf, is_dir) {
+            let cvs_hit = match (self.cvs, e.parent()) {
+                (Some(c), Some(parent)) => c.excluded(self.snap, parent, parent_of(&mpath_buf), base_of(&mpath_buf), is_dir),
+                _ => false,
+            };
+            if cvs_hit || self.daemon_excluded(&mpath_buf, is_dir) || self.client_excluded(&name_buf, &mpath_buf, is_dir) {
                 return if is_dir { WalkControl::SkipDir } else { WalkControl::Continue };
             }
             o.list.push(e.index(), &name_buf, root, false, is_dir && !recursive);
@@ -692,7 +770,8 @@ impl<'a> BuildCtx<'a> {
                     name.extend_from_slice(child.name());
                     let mpath = join(&base_mpath, child.name());
                     let is_dir = child.is_dir();
-                    if self.daemon_excluded(&mpath, is_dir) || self.client_excluded(&name, &mpath, is_dir) {
+                    let cvs_hit = self.cvs.map(|c| c.excluded(self.snap, dirent, &base_mpath, child.name(), is_dir)).unwrap_or(false);
+                    if cvs_hit || self.daemon_excluded(&mpath, is_dir) || self.client_excluded(&name, &mpath, is_dir) {
                         continue;
                     }
                     names.push(child.index(), &name, root, false, false);

@@ -337,6 +337,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     let t0 = Instant::now();
     let snap = module.snapshot.clone();
     let visibility = module.rules.access.view();
+    let cvs_reader = if o.cvs_exclude { Some(super::flist::CvsIgnore::new(&module.root)) } else { None };
     let ctx = BuildCtx {
         inc_first: false,
         snap: &snap,
@@ -346,6 +347,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         daemon_filter: &module.daemon_filter,
         protocol: p,
         visible: &|e| visibility.visible(e),
+        cvs: cvs_reader.as_ref(),
     };
     let mut args = Vec::new();
     for a in &parsed.paths {
