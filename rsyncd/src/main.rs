@@ -41,6 +41,10 @@ struct Cli {
     /// last snapshot at once and reconciles in the background.
     #[arg(long, value_name = "DIR", global = true)]
     state_dir: Option<PathBuf>,
+    /// Do not set up fanotify watchers: changes reach the file lists only by
+    /// `rescan interval` rescans and `rsyncd refresh`.
+    #[arg(long)]
+    no_watch: bool,
     /// More logging (repeat for debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -242,7 +246,7 @@ fn main() -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => default_state_dir(true)?,
     };
-    let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, SessionSettings::default(), port)?);
+    let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, SessionSettings::default(), port, !cli.no_watch)?);
     *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.clone(), state_dir.clone()));
     // Watchers and maintenance run for the life of the process.
     let _background = rsyncd::server::start_background(&state);

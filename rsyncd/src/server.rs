@@ -104,6 +104,7 @@ fn module_runtime(
     store_name: &str,
     listener: usize,
     daemon: &Identity,
+    watch: bool,
     opened: &mut Vec<(String, PathBuf, SnapshotStore, bool)>,
 ) -> Result<ModuleRuntime, StartError> {
     let err = |message: String| StartError::Module { module: m.name.clone(), message };
@@ -125,7 +126,7 @@ fn module_runtime(
     let (store, watching) = match opened.iter().find(|(n, p, _, _)| n == store_name && *p == m.path) {
         Some((_, _, st, w)) => (st.clone(), *w),
         None => {
-            let (store, report) = SnapshotStore::open_or_build_with(&m.path, state_dir, store_name, StoreOptions::default())
+            let (store, report) = SnapshotStore::open_or_build_with(&m.path, state_dir, store_name, StoreOptions { watch, ..StoreOptions::default() })
                 .map_err(|e| err(format!("snapshot of {}: {e}", m.path.display())))?;
             for (path, why) in &report.rejected {
                 tracing::warn!(module = %m.name, file = %path.display(), "snapshot file rejected (rebuilt): {why}");
@@ -273,13 +274,17 @@ pub fn listener_ports(config: &Config, main_port: u16) -> Vec<u16> {
     ports
 }
 
-/// Build every module's snapshot and the shared server state.  `main_port`
-/// is the port of the main listener (modules without a `daemon port`).
+/// Open (or build) every module's snapshot store in `state_dir` and the
+/// shared server state.  `main_port` is the port of the main listener
+/// (modules without a `daemon port`); `watch` sets up the stores' fanotify
+/// watchers (call this before dropping privileges).  Start the stores'
+/// background work with [`start_background`] before serving.
 pub fn build_state(
     config: &Config,
     state_dir: &Path,
     settings: SessionSettings,
     main_port: u16,
+    watch: bool,
 ) -> Result<ServerState, StartError> {
     std::fs::create_dir_all(state_dir).map_err(|e| StartError::Module {
         module: "*".into(),
@@ -299,6 +304,7 @@ pub fn build_state(
             store_name,
             listener,
             &daemon,
+            watch,
             &mut opened,
         )?));
     }
