@@ -107,11 +107,14 @@ fn writable(p: &Path) -> bool {
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
+/// The served state and state dir, once start-up has built them.
+type ShutdownSlot = Arc<Mutex<Option<(Arc<rsyncd::module::ServerState>, PathBuf)>>>;
+
 /// Blocks SIGTERM and SIGINT in this thread (and so in every thread started
 /// later) and handles them on a thread of their own with `sigwait`: persist
 /// every module's snapshot (so a restart serves the current state at once),
 /// remove the control socket, exit.
-fn handle_termination(state: Arc<Mutex<Option<(Arc<rsyncd::module::ServerState>, PathBuf)>>>) -> anyhow::Result<()> {
+fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
     // SAFETY: `set` is a plain sigset_t initialised by sigemptyset before use;
     // pthread_sigmask only changes this thread's mask.
     let set = unsafe {

@@ -122,8 +122,8 @@ impl Drop for Daemon {
     }
 }
 
-/// What a tree looks like to the module's identity: per relative path, type
-/// + permissions + ownership + mtime (not for symlinks) + content or link
+/// What a tree looks like to the module's identity: per relative path, the
+/// type, permissions, ownership, mtime (not for symlinks) and content or link
 /// target.
 fn describe(root: &Path) -> BTreeMap<PathBuf, String> {
     fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, String>) {
@@ -245,9 +245,13 @@ fn mutate(root: &Path, round: u32) {
     )
     .unwrap();
     let locked = root.join("locked");
-    let mode = if round % 2 == 0 { 0o755 } else { 0o750 };
+    let mode = if round.is_multiple_of(2) {
+        0o755
+    } else {
+        0o750
+    };
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(mode)).unwrap();
-    let (from, to) = if round % 2 == 0 {
+    let (from, to) = if round.is_multiple_of(2) {
         ("olddir", "newdir")
     } else {
         ("newdir", "olddir")
