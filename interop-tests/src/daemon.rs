@@ -334,6 +334,7 @@ impl Daemon {
         );
         let mut cmd = Command::new(&bin);
         cmd.arg(format!("--config={}", config.display()))
+            .arg(format!("--state-dir={}", dir.path().join("snapshots").display()))
             .arg("--port=0")
             .arg("--address=127.0.0.1")
             .stdin(Stdio::null())

@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod config;
+pub mod control;
 pub mod module;
 pub mod server;
 pub mod session;

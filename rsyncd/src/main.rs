@@ -1,11 +1,14 @@
 //! `rsyncd` command line: a drop-in for `rsync --daemon`.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, ToSocketAddrs};
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use rsyncd::config;
 use rsyncd::module::SessionSettings;
@@ -32,14 +35,122 @@ struct Cli {
     /// Validate the config file and exit.
     #[arg(long)]
     check_config: bool,
-    /// Where snapshots are kept (default: a per-process directory under $TMPDIR).
-    #[arg(long, value_name = "DIR")]
+    /// Where snapshots and the control socket are kept (default:
+    /// /var/lib/rsyncd when running as root and writable, else
+    /// $TMPDIR/rsyncd-<uid>). A restart with the same directory serves the
+    /// last snapshot at once and reconciles in the background.
+    #[arg(long, value_name = "DIR", global = true)]
     state_dir: Option<PathBuf>,
+    /// Do not set up fanotify watchers: changes reach the file lists only by
+    /// `rescan interval` rescans and `rsyncd refresh`.
+    #[arg(long)]
+    no_watch: bool,
     /// More logging (repeat for debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Serve this directory read-only as one module, without a config file.
     dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Ask the running daemon (same --state-dir) to re-read MODULE now, or
+    /// only the subtree PATH of it (call after publishing changes).
+    Refresh {
+        /// Module name.
+        module: String,
+        /// Module-relative directory to re-read (default: the whole module).
+        path: Option<OsString>,
+    },
+}
+
+/// The state directory to use when `--state-dir` is not given:
+/// `/var/lib/rsyncd` for root when it can be created and written, else a
+/// private `$TMPDIR/rsyncd-<uid>` (created 0700; refused if it is not a
+/// directory of ours that others cannot write).
+fn default_state_dir(create: bool) -> anyhow::Result<PathBuf> {
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        let p = PathBuf::from("/var/lib/rsyncd");
+        let ok = if create {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&p).is_ok() && writable(&p)
+        } else {
+            p.join(rsyncd::control::SOCKET_NAME).exists()
+        };
+        if ok {
+            return Ok(p);
+        }
+    }
+    let p = std::env::temp_dir().join(format!("rsyncd-{uid}"));
+    if create {
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).with_context(|| format!("creating state dir {}", p.display())),
+        }
+    }
+    if p.exists() {
+        let md = std::fs::symlink_metadata(&p).with_context(|| format!("state dir {}", p.display()))?;
+        if !md.is_dir() || md.uid() != uid || md.mode() & 0o022 != 0 {
+            bail!("state dir {} is not a private directory of uid {uid}; give --state-dir", p.display());
+        }
+    }
+    Ok(p)
+}
+
+fn writable(p: &Path) -> bool {
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+}
+
+/// The served state and state dir, once start-up has built them.
+type ShutdownSlot = Arc<Mutex<Option<(Arc<rsyncd::module::ServerState>, PathBuf)>>>;
+
+/// Blocks SIGTERM and SIGINT in this thread (and so in every thread started
+/// later) and handles them on a thread of their own with `sigwait`: persist
+/// every module's snapshot (so a restart serves the current state at once),
+/// remove the control socket, exit.
+fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
+    // SAFETY: `set` is a plain sigset_t initialised by sigemptyset before use;
+    // pthread_sigmask only changes this thread's mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+            bail!("cannot block SIGTERM/SIGINT");
+        }
+        set
+    };
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` is an initialised sigset_t; `sig` is valid for writes.
+        while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
+        tracing::info!(signal = sig, "shutting down");
+        let guard = state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((st, dir)) = guard.as_ref() {
+            let mut done: Vec<&str> = Vec::new();
+            for m in &st.modules {
+                if done.contains(&m.store.name()) {
+                    continue;
+                }
+                done.push(m.store.name());
+                match m.store.persist() {
+                    Ok(Some(r)) => tracing::info!(module = %m.name, generation = ?r.published, "snapshot persisted"),
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!(module = %m.name, "persisting the snapshot failed: {e}"),
+                }
+            }
+            let _ = std::fs::remove_file(dir.join(rsyncd::control::SOCKET_NAME));
+        }
+        std::process::exit(if sig == libc::SIGINT { 130 } else { 0 });
+    })?;
+    Ok(())
 }
 
 /// Port used by the embedded default (non-privileged).
@@ -55,6 +166,24 @@ fn main() -> anyhow::Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("RSYNCD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    if let Some(Command::Refresh { module, path }) = &cli.command {
+        let dir = match &cli.state_dir {
+            Some(d) => d.clone(),
+            None => default_state_dir(false)?,
+        };
+        let path = path.as_ref().map(|p| p.as_bytes());
+        match rsyncd::control::request_refresh(&dir, module, path) {
+            Ok(summary) => {
+                println!("{summary}");
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("rsyncd: refresh {module}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
 
     let (cfg, default_port, embedded) = match (&cli.config, &cli.dir) {
         (Some(_), Some(_)) => bail!("give either --config=FILE or a directory, not both"),
@@ -114,8 +243,20 @@ fn main() -> anyhow::Result<()> {
         },
         None => IpAddr::from([0, 0, 0, 0]),
     };
-    let state_dir = cli.state_dir.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("rsyncd-{}", std::process::id())));
-    let state = rsyncd::server::build_state(&cfg, &state_dir, SessionSettings::default(), port)?;
+    let shutdown = Arc::new(Mutex::new(None));
+    handle_termination(shutdown.clone())?;
+    let state_dir = match &cli.state_dir {
+        Some(d) => d.clone(),
+        None => default_state_dir(true)?,
+    };
+    let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, SessionSettings::default(), port, !cli.no_watch)?);
+    *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.clone(), state_dir.clone()));
+    // Watchers and maintenance run for the life of the process.
+    let _background = rsyncd::server::start_background(&state);
+    match rsyncd::control::bind(&state_dir) {
+        Ok(l) => rsyncd::control::spawn_server(l, Arc::new(state.stores.clone()))?,
+        Err(e) => tracing::warn!("control socket in {}: {e}; `rsyncd refresh` will not work", state_dir.display()),
+    }
     let listeners = rsyncd::server::bind_all(&state, ip)?;
     for (l, spec) in listeners.iter().zip(&state.listeners) {
         let local = l.local_addr()?;
@@ -129,6 +270,6 @@ fn main() -> anyhow::Result<()> {
         let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
         eprintln!("rsyncd: try: rsync -av rsync://{host}:{}/{name}/ /tmp/{name}-copy/", local.port());
     }
-    rsyncd::server::serve_all(listeners, Arc::new(state))?;
+    rsyncd::server::serve_all(listeners, state)?;
     Ok(())
 }

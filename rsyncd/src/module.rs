@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use filelist_cache::Snapshot;
+use filelist_cache::{SnapshotStore, Stores};
 use protocol::filter::FilterList;
 use protocol::limits::Limits;
 
@@ -47,9 +47,13 @@ pub struct ModuleRuntime {
     pub list: bool,
     /// `read only`.
     pub read_only: bool,
-    /// The module tree's snapshot. Sessions clone the `Arc` and keep it for
-    /// their whole life (one generation per session).
-    pub snapshot: Arc<Snapshot>,
+    /// The module tree's live snapshot. A session pins `store.current()`
+    /// (one generation) once and reads only that for its whole life.
+    pub store: SnapshotStore,
+    /// `rescan interval` as configured (`None`: automatic).
+    pub rescan_interval: Option<u32>,
+    /// The store's fanotify watcher was set up.
+    pub watching: bool,
     /// Held directory fd of the module root.
     pub root: ModuleRoot,
     /// Daemon-side filter rules (`filter`, `include from`, `include`,
@@ -100,6 +104,8 @@ pub struct ListenerSpec {
 pub struct ServerState {
     /// Modules in configuration order.
     pub modules: Vec<Arc<ModuleRuntime>>,
+    /// The modules' stores by name (the explicit refresh entry point).
+    pub stores: Stores,
     /// Listeners; index 0 is the main one.
     pub listeners: Vec<ListenerSpec>,
     /// MOTD text, if configured.

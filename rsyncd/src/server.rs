@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use filelist_cache::{build_snapshot, BuildOptions, Snapshot};
+use filelist_cache::{Background, OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
 use protocol::filter::{DaemonFilterParams, FilterList};
 
 use crate::access::auth::{self, AuthConfig};
@@ -96,13 +96,16 @@ fn read_rules_file(p: &Path) -> Result<Vec<u8>, String> {
     std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn module_runtime(
     m: &Module,
     global_reverse: bool,
     state_dir: &Path,
-    generation: u64,
+    store_name: &str,
     listener: usize,
     daemon: &Identity,
+    watch: bool,
+    opened: &mut Vec<(String, PathBuf, SnapshotStore, bool)>,
 ) -> Result<ModuleRuntime, StartError> {
     let err = |message: String| StartError::Module { module: m.name.clone(), message };
     let rules = module_rules(m, global_reverse, daemon).map_err(err)?;
@@ -118,14 +121,39 @@ fn module_runtime(
         exclude: &m.exclude,
     })
     .map_err(|e| err(format!("filter rules: {e}")))?;
-    let snap_path = state_dir.join(format!("{}.snap", sanitize_file_name(&m.name)));
-    let report = build_snapshot(&m.path, &snap_path, &BuildOptions { one_file_system: true, generation })
-        .map_err(|e| err(format!("scanning {}: {e}", m.path.display())))?;
-    for issue in &report.errors {
-        tracing::warn!(module = %m.name, path = %String::from_utf8_lossy(&issue.path), "{}", issue.message);
-    }
-    let snapshot = Snapshot::open(&snap_path).map_err(|e| err(format!("opening snapshot {}: {e}", snap_path.display())))?;
-    tracing::info!(module = %m.name, entries = report.entries, dirs = report.dirs, "snapshot built");
+    // A module defined twice (same name, e.g. on two listeners) with the
+    // same path shares one store: a store holds an exclusive lock.
+    let (store, watching) = match opened.iter().find(|(n, p, _, _)| n == store_name && *p == m.path) {
+        Some((_, _, st, w)) => (st.clone(), *w),
+        None => {
+            let (store, report) = SnapshotStore::open_or_build_with(&m.path, state_dir, store_name, StoreOptions { watch, ..StoreOptions::default() })
+                .map_err(|e| err(format!("snapshot of {}: {e}", m.path.display())))?;
+            for (path, why) in &report.rejected {
+                tracing::warn!(module = %m.name, file = %path.display(), "snapshot file rejected (rebuilt): {why}");
+            }
+            if let Some(b) = &report.build {
+                for issue in &b.errors {
+                    tracing::warn!(module = %m.name, path = %String::from_utf8_lossy(&issue.path), "{}", issue.message);
+                }
+            }
+            let how = match report.source {
+                OpenSource::Opened => "snapshot opened from disk (reconciling in the background)",
+                OpenSource::Built => "snapshot built",
+            };
+            tracing::info!(module = %m.name, entries = report.entries, generation = report.generation,
+                elapsed_ms = report.elapsed.as_millis() as u64, "{how}");
+            match &report.watch {
+                WatchStatus::Active => tracing::info!(module = %m.name, "fanotify watcher active"),
+                WatchStatus::Unavailable(why) => {
+                    tracing::warn!(module = %m.name, "fanotify watcher unavailable ({why}); relying on rescans and `rsyncd refresh`")
+                }
+                WatchStatus::Disabled => {}
+            }
+            let watching = report.watch == WatchStatus::Active;
+            opened.push((store_name.to_string(), m.path.clone(), store.clone(), watching));
+            (store, watching)
+        }
+    };
     let root = ModuleRoot::open(&m.path).map_err(|e| err(format!("opening {}: {e}", m.path.display())))?;
     Ok(ModuleRuntime {
         name: m.name.clone(),
@@ -133,7 +161,9 @@ fn module_runtime(
         path: m.path.clone(),
         list: m.list,
         read_only: m.read_only,
-        snapshot: Arc::new(snapshot),
+        store,
+        rescan_interval: m.rescan_interval,
+        watching,
         root,
         daemon_filter,
         listener,
@@ -141,8 +171,93 @@ fn module_runtime(
     })
 }
 
+/// The store (file) name of a module: its name with every byte outside
+/// `[A-Za-z0-9._-]` replaced by `_`, never starting with `.`.
 fn sanitize_file_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect()
+    let s: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' }).collect();
+    match s.strip_prefix('.') {
+        Some(rest) => format!("_{rest}"),
+        None if s.is_empty() => "_".to_string(),
+        None => s,
+    }
+}
+
+/// Store names for the modules of `config`, in order: the sanitized module
+/// name; modules whose names sanitize alike but differ (or serve another
+/// path) get a `~N` suffix (stable while the config keeps its order).
+fn store_names(config: &Config) -> Vec<String> {
+    let mut seen: Vec<(String, String, PathBuf)> = Vec::new();
+    let mut out = Vec::new();
+    for m in &config.modules {
+        let base = sanitize_file_name(&m.name);
+        let mut key = base.clone();
+        let mut n = 1;
+        loop {
+            match seen.iter().find(|(k, _, _)| *k == key) {
+                None => {
+                    seen.push((key.clone(), m.name.clone(), m.path.clone()));
+                    break;
+                }
+                Some((_, name, path)) if *name == m.name && *path == m.path => break,
+                Some(_) => {
+                    n += 1;
+                    key = format!("{base}~{n}");
+                }
+            }
+        }
+        out.push(key);
+    }
+    out
+}
+
+/// Rescan interval when `rescan interval` is unset and the watcher is not
+/// available.
+pub const FALLBACK_RESCAN_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Background work of the served modules; dropping it stops the watchers
+/// and maintenance threads.
+pub struct ModuleBackground {
+    _stores: Vec<Background>,
+}
+
+/// Starts every module store's background work (fanotify watcher and
+/// maintenance) and, where wanted, a periodic full rescan: every
+/// `rescan interval` seconds, or [`FALLBACK_RESCAN_INTERVAL`] when unset and
+/// the watcher could not be set up.  Keep the handle alive while serving.
+pub fn start_background(state: &ServerState) -> ModuleBackground {
+    let mut bgs = Vec::new();
+    let mut started: Vec<SnapshotStore> = Vec::new();
+    for m in &state.modules {
+        if started.iter().any(|s| s.name() == m.store.name()) {
+            continue;
+        }
+        started.push(m.store.clone());
+        bgs.push(m.store.start_background());
+        let watching = m.watching;
+        let interval = match m.rescan_interval {
+            Some(0) => None,
+            Some(n) => Some(Duration::from_secs(u64::from(n))),
+            None if watching => None,
+            None => Some(FALLBACK_RESCAN_INTERVAL),
+        };
+        if let Some(every) = interval {
+            tracing::info!(module = %m.name, seconds = every.as_secs(), "periodic rescan");
+            let store = m.store.clone();
+            let name = m.name.clone();
+            let spawned = std::thread::Builder::new().name(format!("rescan-{}", m.store.name())).spawn(move || loop {
+                std::thread::sleep(every);
+                match store.rescan() {
+                    Ok(r) => tracing::debug!(module = %name, published = ?r.published, "periodic rescan"),
+                    Err(e) => tracing::warn!(module = %name, "periodic rescan failed: {e}"),
+                }
+            });
+            if let Err(e) = spawned {
+                tracing::warn!(module = %m.name, "cannot start the rescan thread: {e}");
+            }
+        }
+    }
+    ModuleBackground { _stores: bgs }
 }
 
 /// The listener ports a configuration needs: the main port first, then each
@@ -159,13 +274,17 @@ pub fn listener_ports(config: &Config, main_port: u16) -> Vec<u16> {
     ports
 }
 
-/// Build every module's snapshot and the shared server state.  `main_port`
-/// is the port of the main listener (modules without a `daemon port`).
+/// Open (or build) every module's snapshot store in `state_dir` and the
+/// shared server state.  `main_port` is the port of the main listener
+/// (modules without a `daemon port`); `watch` sets up the stores' fanotify
+/// watchers (call this before dropping privileges).  Start the stores'
+/// background work with [`start_background`] before serving.
 pub fn build_state(
     config: &Config,
     state_dir: &Path,
     settings: SessionSettings,
     main_port: u16,
+    watch: bool,
 ) -> Result<ServerState, StartError> {
     std::fs::create_dir_all(state_dir).map_err(|e| StartError::Module {
         module: "*".into(),
@@ -173,11 +292,26 @@ pub fn build_state(
     })?;
     let daemon = identity::process_identity();
     let ports = listener_ports(config, main_port);
-    let generation = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
+    let names = store_names(config);
+    let mut opened = Vec::new();
     let mut modules = Vec::new();
-    for m in &config.modules {
+    for (m, store_name) in config.modules.iter().zip(&names) {
         let listener = m.daemon_port.and_then(|p| ports.iter().position(|&q| q == p)).unwrap_or(0);
-        modules.push(Arc::new(module_runtime(m, config.global.reverse_lookup, state_dir, generation, listener, &daemon)?));
+        modules.push(Arc::new(module_runtime(
+            m,
+            config.global.reverse_lookup,
+            state_dir,
+            store_name,
+            listener,
+            &daemon,
+            watch,
+            &mut opened,
+        )?));
+    }
+    // Like session lookups, the last definition of a name wins.
+    let mut stores = Stores::new();
+    for m in &modules {
+        stores.insert(&m.name, m.store.clone());
     }
     let motd = match &config.global.motd_file {
         Some(p) => Some(std::fs::read(p).map_err(|err| StartError::Motd { path: p.clone(), err })?),
@@ -190,7 +324,7 @@ pub fn build_state(
             caps: SessionCaps::new(config.global.max_sessions, config.global.max_sessions_per_host),
         })
         .collect();
-    Ok(ServerState { modules, listeners, motd, settings, daemon_is_root: daemon.is_root() })
+    Ok(ServerState { modules, stores, listeners, motd, settings, daemon_is_root: daemon.is_root() })
 }
 
 /// Most sessions served at once per listener by default (`max sessions`).

@@ -250,6 +250,11 @@ pub struct Module {
     /// `daemon port` (our extension): the port of the listener that serves
     /// this module; `None` means the main listener.
     pub daemon_port: Option<u16>,
+    /// `rescan interval` (our extension): seconds between background full
+    /// rescans of the tree.  `None` (unset or negative): automatic, i.e. off
+    /// while the fanotify watcher works and 300 s when it does not; `Some(0)`:
+    /// off.
+    pub rescan_interval: Option<u32>,
     /// Every parameter in effect for this module that was set somewhere
     /// (in the module or as a default), as written:
     /// (canonical name, raw unexpanded value, line).
@@ -2020,8 +2025,11 @@ impl<'o> Loader<'o> {
             },
         };
 
+        let rescan_interval = u32::try_from(self.module_int(sec, P::RescanInterval)).ok();
+
         let module = Module {
             daemon_port,
+            rescan_interval,
             path: path.unwrap_or_default(),
             comment,
             read_only: self.module_bool(sec, P::ReadOnly),

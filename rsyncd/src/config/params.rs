@@ -134,6 +134,9 @@ pub(crate) enum P {
     UseChroot,
     /// Our extension: the port whose listener serves the module.
     DaemonPort,
+    /// Our extension: seconds between background full rescans of the module's
+    /// tree (-1: automatic, 0: off).
+    RescanInterval,
 }
 
 /// One row of [`TABLE`].
@@ -627,6 +630,17 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Int,
         DefaultValue::Int(0),
+        Yes,
+    ),
+    // Our extension: background full rescan every N seconds (0: off; unset:
+    // off when the fanotify watcher works, 300 when it does not).  See
+    // docs/operations.md.
+    def(
+        P::RescanInterval,
+        "rescan interval",
+        L,
+        Kind::Int,
+        DefaultValue::Int(-1),
         Yes,
     ),
 ];

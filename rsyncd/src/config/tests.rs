@@ -74,7 +74,7 @@ fn table_is_in_enum_order_and_labels_are_unique() {
         assert_eq!(d.id as usize, i, "{} out of order", d.label);
         assert_eq!(params::lookup(d.label.as_bytes()), Some(d.id));
     }
-    assert_eq!(TABLE.len(), P::DaemonPort as usize + 1);
+    assert_eq!(TABLE.len(), P::RescanInterval as usize + 1);
 }
 
 #[test]
@@ -504,6 +504,7 @@ fn every_stock_parameter_is_accepted_without_crashing() {
     assert_eq!(m.charset.as_deref(), Some("v"));
     assert_eq!(m.temp_dir, Some(PathBuf::from("v")));
     assert_eq!(m.daemon_port, Some(7));
+    assert_eq!(m.rescan_interval, Some(7));
     // Globals in a module section are reported, the rest "not yet supported",
     // and the hostname tokens that can never match (both lookups are off).
     let globals = TABLE
@@ -676,6 +677,12 @@ fn our_extensions() {
         (c.modules[0].daemon_port, c.modules[1].daemon_port),
         (None, Some(874))
     );
+    // `rescan interval`: unset = automatic, 0 = off, a global default applies.
+    let c = ok("[a]\npath = /p\n[b]\npath = /q\nrescan interval = 0\n[c]\npath = /r\nrescan interval = 60\n");
+    let got: Vec<_> = c.modules.iter().map(|m| m.rescan_interval).collect();
+    assert_eq!(got, [None, Some(0), Some(60)]);
+    let c = ok("rescan interval = 30\n[a]\npath = /p\n");
+    assert_eq!(c.modules[0].rescan_interval, Some(30));
     let c = ok("[m]\npath = /p\n");
     assert_eq!(
         (c.global.max_sessions, c.global.max_sessions_per_host),

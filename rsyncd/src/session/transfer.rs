@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use filelist_cache::EntryRef;
+use filelist_cache::{EntryRef, Snapshot};
 use protocol::args::ParsedArgs;
 use protocol::checksum::{file_list_checksum_hasher, ChecksumAlgo, FileHasher};
 use protocol::compat::{self, CF_CHKSUM_SEED_FIX, CF_ID0_NAMES, CF_SAFE_FLIST, CF_VARINT_FLIST_FLAGS};
@@ -335,12 +335,14 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     };
 
     let t0 = Instant::now();
-    let snap = module.snapshot.clone();
+    // Pin one generation for the whole session: list building and the
+    // transfer loop (which looks entries up by index) read only this one.
+    let snap = module.store.current();
     let visibility = module.rules.access.view();
     let cvs_reader = if o.cvs_exclude { Some(super::flist::CvsIgnore::new(&module.root)) } else { None };
     let ctx = BuildCtx {
         inc_first: false,
-        snap: &snap,
+        snap: snap.snapshot(),
         module: &module.name,
         opts: &o,
         client_filter: &client_filter,
@@ -481,7 +483,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         buf: Vec::with_capacity(256 * 1024),
         file_buf: vec![0u8; 256 * 1024],
     };
-    let result = transfer_loop(s, &module, &sent, &o, &rx, idle, &mut xfer, &mut io_error);
+    let result = transfer_loop(s, &module, snap.snapshot(), &sent, &o, &rx, idle, &mut xfer, &mut io_error);
     let result = result.and_then(|()| {
         let stats = Stats {
             total_read: total_read.load(Ordering::Relaxed).saturating_sub(read_base) as i64,
@@ -728,6 +730,7 @@ fn wait_done(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>
 fn transfer_loop(
     s: &mut Session,
     module: &ModuleRuntime,
+    snap: &Snapshot,
     sent: &Sent,
     o: &protocol::args::ServerOptions,
     rx: &mpsc::Receiver<Event>,
@@ -799,7 +802,7 @@ fn transfer_loop(
                     }
                     continue;
                 }
-                let Some(entry) = module.snapshot.entry(it.entry).filter(|e| e.is_file()) else {
+                let Some(entry) = snap.entry(it.entry).filter(|e| e.is_file()) else {
                     return fatal(s, Rerr::Protocol, &format!("received request to transfer non-regular file: {} [sender]", r.ndx));
                 };
                 let _ = entry;

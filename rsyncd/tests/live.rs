@@ -1,0 +1,466 @@
+//! The live snapshot end to end, with the real daemon binary and the stock
+//! rsync client: changes to the served tree reach the next pull (through
+//! `rsyncd refresh`, through the fanotify watcher), a restart serves the last
+//! snapshot at once and reconciles, a corrupt snapshot file is rebuilt and
+//! never served.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_rsyncd");
+
+struct Daemon {
+    child: Child,
+    port: u16,
+    log: Arc<Mutex<String>>,
+    started: Duration,
+}
+
+impl Daemon {
+    /// Starts `rsyncd ROOT` (module `mod`) with `state` as its state dir.
+    fn start(root: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        let t0 = Instant::now();
+        let mut child = Command::new(BIN)
+            .arg(root)
+            .args(["--port=0", "--address=127.0.0.1"])
+            .arg(format!("--state-dir={}", state.display()))
+            .args(extra)
+            .env("RSYNCD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn rsyncd");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+        let port = loop {
+            let Some(Ok(l)) = lines.next() else {
+                let _ = child.kill();
+                panic!("daemon exited early:\n{}", log.lock().unwrap());
+            };
+            log.lock().unwrap().push_str(&format!("{l}\n"));
+            if let Some(a) = l.strip_prefix("rsyncd: listening on ") {
+                break a.rsplit(':').next().expect("port").parse().expect("port");
+            }
+        };
+        let started = t0.elapsed();
+        let l2 = log.clone();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                l2.lock().unwrap().push_str(&format!("{l}\n"));
+            }
+        });
+        Daemon {
+            child,
+            port,
+            log,
+            started,
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn watching(&self) -> Result<(), String> {
+        let log = self.log();
+        if log.contains("fanotify watcher active") {
+            Ok(())
+        } else {
+            Err(log
+                .lines()
+                .find(|l| l.contains("fanotify"))
+                .unwrap_or("no watcher line")
+                .to_string())
+        }
+    }
+
+    /// `rsyncd refresh mod [path]` against this daemon.
+    fn refresh(&self, state: &Path, path: Option<&str>) -> String {
+        let out = Command::new(BIN)
+            .arg("refresh")
+            .arg(format!("--state-dir={}", state.display()))
+            .arg("mod")
+            .args(path)
+            .output()
+            .expect("run rsyncd refresh");
+        assert!(
+            out.status.success(),
+            "refresh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Stops the daemon with `sig` and waits for it.
+    fn stop(mut self, sig: i32) -> String {
+        // SAFETY: kill() on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+        let status = self.child.wait().expect("wait");
+        if sig == libc::SIGTERM {
+            assert!(
+                status.success(),
+                "SIGTERM should end the daemon cleanly: {status:?}\n{}",
+                self.log()
+            );
+        }
+        // The reader thread may still be draining.
+        std::thread::sleep(Duration::from_millis(50));
+        self.log()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a tree looks like to the module's identity: per relative path, the
+/// type, permissions, ownership, mtime (not for symlinks) and content or link
+/// target.
+fn describe(root: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(root: &Path, rel: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let p = root.join(rel);
+        let md = std::fs::symlink_metadata(&p).expect("lstat");
+        let ft = md.file_type();
+        // The module identity of a root daemon is `nobody`: a directory it
+        // cannot read and search is hidden with its subtree (all files here
+        // are world-readable).
+        if ft.is_dir() && md.mode() & 0o005 != 0o005 {
+            return;
+        }
+        let d = if ft.is_symlink() {
+            format!(
+                "link -> {}",
+                std::fs::read_link(&p).expect("readlink").display()
+            )
+        } else {
+            let kind = if ft.is_dir() { "dir" } else { "file" };
+            let mut d = format!(
+                "{kind} {:o} {}:{} mtime {}",
+                md.mode() & 0o7777,
+                md.uid(),
+                md.gid(),
+                md.mtime()
+            );
+            if ft.is_file() {
+                d.push_str(&format!(
+                    " {:?}",
+                    String::from_utf8_lossy(&std::fs::read(&p).expect("read"))
+                ));
+            }
+            d
+        };
+        out.insert(rel.to_path_buf(), d);
+        if ft.is_dir() {
+            for e in std::fs::read_dir(&p).expect("readdir") {
+                let e = e.expect("entry");
+                walk(root, &rel.join(e.file_name()), out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, Path::new(""), &mut out);
+    out
+}
+
+/// A stock `rsync -a` pull of the whole module into a fresh directory.
+fn pull(port: u16) -> BTreeMap<PathBuf, String> {
+    let dest = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("rsync")
+        .args(["-a", "--timeout=30"])
+        .arg(format!("rsync://127.0.0.1:{port}/mod/"))
+        .arg(format!("{}/", dest.path().display()))
+        .output()
+        .expect("run rsync");
+    assert!(
+        out.status.success(),
+        "rsync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    describe(dest.path())
+}
+
+fn diff(a: &BTreeMap<PathBuf, String>, b: &BTreeMap<PathBuf, String>) -> String {
+    let mut s = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            Some(w) if w == v => {}
+            Some(w) => s.push_str(&format!("~ {}: pulled {v} / disk {w}\n", k.display())),
+            None => s.push_str(&format!("+ {}: pulled {v}, not on disk\n", k.display())),
+        }
+    }
+    for (k, w) in b {
+        if !a.contains_key(k) {
+            s.push_str(&format!("- {}: on disk {w}, not pulled\n", k.display()));
+        }
+    }
+    s
+}
+
+/// Polls pulls until one equals the tree on disk (up to `within`); returns
+/// the time it took, or the last difference.
+fn pull_until_equal(port: u16, root: &Path, within: Duration) -> Result<Duration, String> {
+    let t0 = Instant::now();
+    loop {
+        let d = diff(&pull(port), &describe(root));
+        if d.is_empty() {
+            return Ok(t0.elapsed());
+        }
+        if t0.elapsed() > within {
+            return Err(d);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The starting tree.
+fn make_tree(dir: &Path) -> PathBuf {
+    let root = dir.join("mod");
+    std::fs::create_dir_all(root.join("locked/inner")).unwrap();
+    std::fs::create_dir_all(root.join("olddir/deep")).unwrap();
+    std::fs::write(root.join("a.txt"), b"alpha\n").unwrap();
+    std::fs::write(root.join("locked/secret"), b"s\n").unwrap();
+    std::fs::write(root.join("locked/inner/x"), b"x\n").unwrap();
+    std::fs::write(root.join("olddir/f"), b"f\n").unwrap();
+    std::fs::write(root.join("olddir/deep/g"), b"g\n").unwrap();
+    std::fs::write(root.join("becomes-link"), b"plain file\n").unwrap();
+    std::fs::set_permissions(root.join("locked"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    root
+}
+
+/// Create a file, chmod a dir 0750 -> 0755, rename a dir, replace a file by
+/// a symlink, delete a file, hard-link one.
+fn mutate(root: &Path, round: u32) {
+    std::fs::write(
+        root.join(format!("new-{round}.txt")),
+        format!("new {round}\n"),
+    )
+    .unwrap();
+    let locked = root.join("locked");
+    let mode = if round.is_multiple_of(2) {
+        0o755
+    } else {
+        0o750
+    };
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(mode)).unwrap();
+    let (from, to) = if round.is_multiple_of(2) {
+        ("olddir", "newdir")
+    } else {
+        ("newdir", "olddir")
+    };
+    std::fs::rename(root.join(from), root.join(to)).unwrap();
+    let link = root.join("becomes-link");
+    if std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink()
+    {
+        std::fs::remove_file(&link).unwrap();
+        std::fs::write(&link, format!("file again {round}\n")).unwrap();
+    } else {
+        std::fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink("a.txt", &link).unwrap();
+    }
+    if round > 0 {
+        std::fs::remove_file(root.join(format!("new-{}.txt", round - 1))).unwrap();
+    }
+    let hl = root.join(format!("hard-{round}"));
+    std::fs::hard_link(root.join("a.txt"), hl).unwrap();
+}
+
+#[test]
+fn explicit_refresh_makes_the_next_pull_see_the_new_tree() {
+    let t = tempfile::tempdir().unwrap();
+    let root = make_tree(t.path());
+    let state = t.path().join("state");
+    // No watcher: only the explicit refresh can bring the changes in.
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    let mut served = describe(&root);
+    assert_eq!(diff(&pull(d.port), &served), "", "initial pull");
+    for round in 0..3 {
+        // A change the old snapshot does not know of: not served before the
+        // refresh. (A stale snapshot whose files vanished is another matter:
+        // see `stale_snapshot_vanished_file_then_subdir`.)
+        std::fs::write(root.join(format!("pending-{round}")), b"p\n").unwrap();
+        assert_eq!(
+            diff(&pull(d.port), &served),
+            "",
+            "round {round}: without a refresh the old snapshot is served"
+        );
+        mutate(&root, round);
+        let summary = d.refresh(&state, None);
+        assert!(summary.starts_with("full-rescan generation "), "{summary}");
+        served = describe(&root);
+        assert_eq!(
+            diff(&pull(d.port), &served),
+            "",
+            "round {round}, after refresh"
+        );
+    }
+    // A subtree refresh: only that subtree is re-read.
+    let sub = if root.join("olddir").exists() {
+        "olddir"
+    } else {
+        "newdir"
+    };
+    std::fs::write(root.join(sub).join("deep/h"), b"h\n").unwrap();
+    let summary = d.refresh(&state, Some(&format!("{sub}/deep")));
+    assert!(summary.starts_with("incremental generation "), "{summary}");
+    assert_eq!(
+        diff(&pull(d.port), &describe(&root)),
+        "",
+        "after subtree refresh"
+    );
+    // Unknown module and a path leaving the module are refused.
+    for (module, path) in [("nope", None), ("mod", Some("../etc"))] {
+        let out = Command::new(BIN)
+            .arg("refresh")
+            .arg(format!("--state-dir={}", state.display()))
+            .arg(module)
+            .args(path)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "refresh {module} {path:?} should fail"
+        );
+    }
+    let mode = std::fs::metadata(state.join("control.sock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn fanotify_brings_changes_to_the_next_pull() {
+    let t = tempfile::tempdir().unwrap();
+    let root = make_tree(t.path());
+    let state = t.path().join("state");
+    let d = Daemon::start(&root, &state, &[]);
+    if let Err(why) = d.watching() {
+        println!("SKIPPED: fanotify watcher not available: {why}");
+        return;
+    }
+    assert_eq!(diff(&pull(d.port), &describe(&root)), "", "initial pull");
+    for round in 0..3 {
+        mutate(&root, round);
+        match pull_until_equal(d.port, &root, Duration::from_secs(5)) {
+            Ok(took) => println!("round {round}: pull matched after {took:?}"),
+            Err(diff) => panic!("round {round}: no match within 5 s:\n{diff}\n{}", d.log()),
+        }
+    }
+}
+
+#[test]
+fn restart_serves_the_last_snapshot_at_once_and_reconciles() {
+    let t = tempfile::tempdir().unwrap();
+    let root = make_tree(t.path());
+    let state = t.path().join("state");
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    assert!(d.log().contains("snapshot built"), "{}", d.log());
+    mutate(&root, 0);
+    d.refresh(&state, None);
+    let served = describe(&root);
+    assert_eq!(diff(&pull(d.port), &served), "");
+    d.stop(libc::SIGTERM);
+
+    // Changed while the daemon was down.
+    mutate(&root, 1);
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    let log = d.log();
+    assert!(log.contains("snapshot opened from disk"), "{log}");
+    println!("restart to listening: {:?}", d.started);
+    match pull_until_equal(d.port, &root, Duration::from_secs(5)) {
+        Ok(took) => println!("reconciled after {took:?}"),
+        Err(diff) => panic!("no reconcile within 5 s:\n{diff}\n{}", d.log()),
+    }
+
+    // A kill -9 leaves the last good file usable.
+    d.stop(libc::SIGKILL);
+    mutate(&root, 2);
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    assert!(d.log().contains("snapshot opened from disk"), "{}", d.log());
+    pull_until_equal(d.port, &root, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("after kill -9:\n{e}"));
+}
+
+#[test]
+fn corrupt_snapshot_files_are_rebuilt_never_served() {
+    let t = tempfile::tempdir().unwrap();
+    let root = make_tree(t.path());
+    let state = t.path().join("state");
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    d.stop(libc::SIGTERM);
+    for (round, damage) in ["flip", "truncate", "foreign"].into_iter().enumerate() {
+        let snaps: Vec<PathBuf> = std::fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "snap"))
+            .collect();
+        assert_eq!(snaps.len(), 1, "{snaps:?}");
+        let mut bytes = std::fs::read(&snaps[0]).unwrap();
+        match damage {
+            "flip" => {
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x5a;
+                bytes[mid + 1] ^= 0xff;
+            }
+            "truncate" => bytes.truncate(bytes.len() * 2 / 3),
+            _ => bytes[..8].copy_from_slice(b"NOTASNAP"),
+        }
+        std::fs::write(&snaps[0], &bytes).unwrap();
+        // The tree changed too: a served stale file would show at once.
+        mutate(&root, round as u32);
+        let d = Daemon::start(&root, &state, &["--no-watch"]);
+        let log = d.log();
+        assert!(
+            log.contains("rejected") && log.contains("snapshot built"),
+            "{damage}: {log}"
+        );
+        // Rebuilt from the tree before serving: the very first pull matches.
+        assert_eq!(diff(&pull(d.port), &describe(&root)), "", "{damage}");
+        d.stop(libc::SIGTERM);
+    }
+}
+
+/// Known bug (session code, not the live layer): a pull from a stale
+/// snapshot in which a file was replaced by a symlink, with a subdirectory
+/// after it, ends in "received request to transfer non-regular file"
+/// (protocol error) on the client instead of exit 24 ("vanished").
+#[test]
+#[ignore = "known bug in the sender's vanished-file path with inc-recurse"]
+fn stale_snapshot_vanished_file_then_subdir() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("mod");
+    std::fs::create_dir_all(root.join("olddir/deep")).unwrap();
+    std::fs::write(root.join("a.txt"), b"a\n").unwrap();
+    std::fs::write(root.join("olddir/f"), b"f\n").unwrap();
+    std::fs::write(root.join("olddir/deep/g"), b"g\n").unwrap();
+    std::fs::write(root.join("becomes-link"), b"p\n").unwrap();
+    let state = t.path().join("state");
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    std::fs::remove_file(root.join("becomes-link")).unwrap();
+    std::os::unix::fs::symlink("a.txt", root.join("becomes-link")).unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let out = Command::new("rsync")
+        .args(["-a", "--timeout=30"])
+        .arg(format!("rsync://127.0.0.1:{}/mod/", d.port))
+        .arg(format!("{}/", dest.path().display()))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(24),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
