@@ -434,10 +434,11 @@ fn corrupt_snapshot_files_are_rebuilt_never_served() {
 
 /// Known bug (session code, not the live layer): a pull from a stale
 /// snapshot in which a file was replaced by a symlink, with a subdirectory
-/// after it, ends in "received request to transfer non-regular file"
-/// (protocol error) on the client instead of exit 24 ("vanished").
+/// after it, must end with exit 24 ("file has vanished"). Regression: the
+/// sender advanced its delta-encoded ndx state for the echo it then dropped
+/// (the open failed), so the client misread the next index and aborted with
+/// "received request to transfer non-regular file".
 #[test]
-#[ignore = "known bug in the sender's vanished-file path with inc-recurse"]
 fn stale_snapshot_vanished_file_then_subdir() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("mod");

@@ -785,8 +785,12 @@ fn transfer_loop(
                         &format!("File-list index {} not in -1 - {} (read_ndx_and_attrs) [sender]", r.ndx, n - 1),
                     );
                 };
+                // The ndx encoding is delta state: advance it only when the
+                // echo really goes out (a file that fails to open is answered
+                // with MSG_NO_SEND instead).
                 let mut echo = Vec::new();
-                x.ndx_out.encode(&mut echo, r.ndx);
+                let mut ndx_next = x.ndx_out.clone();
+                ndx_next.encode(&mut echo, r.ndx);
                 if p >= 29 {
                     put_u16(&mut echo, r.iflags);
                     if let Some(t) = r.fnamecmp_type {
@@ -799,6 +803,7 @@ fn transfer_loop(
                 if r.iflags & ITEM_TRANSFER == 0 || o.dry_run {
                     if p >= 29 {
                         s.out.data(&echo)?;
+                        x.ndx_out = ndx_next;
                     }
                     continue;
                 }
@@ -809,7 +814,9 @@ fn transfer_loop(
                 let Some((head, blocks)) = r.sums else {
                     return fatal(s, Rerr::Protocol, "missing sum head [sender]");
                 };
-                send_file(s, module, list, &it, r.ndx, &echo, head, blocks, x, io_error)?;
+                if send_file(s, module, list, &it, r.ndx, &echo, head, blocks, x, io_error)? {
+                    x.ndx_out = ndx_next;
+                }
             }
         }
     }
@@ -834,7 +841,7 @@ fn send_file(
     blocks: Option<SumBlocks>,
     x: &mut Xfer,
     io_error: &mut i32,
-) -> Result<(), SessionError> {
+) -> Result<bool, SessionError> {
     let mpath = list.module_path(it);
     let mut file = match module.root.open_file(&mpath).and_then(|f| opened_readable(module, &mpath, f)) {
         Ok(f) => f,
@@ -852,7 +859,7 @@ fn send_file(
             if s.protocol >= 30 {
                 s.out.msg(MsgCode::NoSend, &ndx.to_le_bytes())?;
             }
-            return Ok(());
+            return Ok(false);
         }
     };
     s.out.data(echo)?;
@@ -861,7 +868,7 @@ fn send_file(
     s.out.data(&hb)?;
     let mut hasher = FileHasher::new(x.algo, x.seed);
     let Some(blocks) = blocks else {
-        return fatal(s, Rerr::Protocol, "missing block sums [sender]");
+        return fatal(s, Rerr::Protocol, "missing block sums [sender]").map(|()| false);
     };
     let mut matcher = DeltaMatcher::new(head, blocks, x.algo, x.seed, x.seed_fix);
     let mut read_failed = false;
@@ -899,7 +906,7 @@ fn send_file(
             }
         });
         if let Some(e) = terr {
-            return fatal(s, Rerr::StreamIo, &format!("rsync: [sender] compression failed: {e}"));
+            return fatal(s, Rerr::StreamIo, &format!("rsync: [sender] compression failed: {e}")).map(|()| false);
         }
         if x.buf.len() >= 64 * 1024 {
             s.out.data(&x.buf)?;
@@ -919,7 +926,7 @@ fn send_file(
         }
     });
     if let Some(e) = terr.or_else(|| x.tokens.end_file(&mut x.buf).err()) {
-        return fatal(s, Rerr::StreamIo, &format!("rsync: [sender] compression failed: {e}"));
+        return fatal(s, Rerr::StreamIo, &format!("rsync: [sender] compression failed: {e}")).map(|()| false);
     }
     let mut sum = hasher.finish();
     if read_failed {
@@ -935,5 +942,5 @@ fn send_file(
     x.buf.extend_from_slice(&sum);
     s.out.data(&x.buf)?;
     x.buf.clear();
-    Ok(())
+    Ok(true)
 }
