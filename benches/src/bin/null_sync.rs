@@ -50,9 +50,16 @@ struct Args {
     /// Drop the page cache (`/proc/sys/vm/drop_caches`) before every measured run.
     #[arg(long)]
     cold: bool,
-    /// Skip the timed full pulls (the client copy is then made by stock, untimed).
-    #[arg(long)]
-    no_full: bool,
+    /// Timed full pulls per daemon (alternating) into fresh directories
+    /// under --full-dest; 0 skips them.
+    #[arg(long, default_value_t = 2)]
+    full_runs: usize,
+    /// Scratch directory for the full pulls. Default /dev/shm (tmpfs): on a
+    /// disk filesystem the client's inode allocation dominates and varies
+    /// run to run (ext4 `recently_deleted` scans after the previous copy
+    /// was removed), which says nothing about the daemons.
+    #[arg(long, default_value = "/dev/shm/rsyncd-bench-full")]
+    full_dest: PathBuf,
     /// Where the tree, the client copy and daemon state live
     /// (default /tmp/rsyncd-bench/n<FILES>-s<SEED>). A tree with a matching
     /// marker there is reused.
@@ -470,10 +477,11 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Samples the largest VmRSS (kB) summed over a process tree until stopped.
+/// Samples the largest VmRSS and RssAnon (kB), each summed over a process
+/// tree, until stopped.
 struct RssSampler {
     stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<u64>,
+    handle: std::thread::JoinHandle<(u64, u64)>,
 }
 
 impl RssSampler {
@@ -481,22 +489,24 @@ impl RssSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
-            let mut peak = 0;
+            let (mut peak, mut peak_anon) = (0, 0);
             while !s.load(Ordering::Relaxed) {
-                let sum: u64 = descendants(pid)
-                    .into_iter()
-                    .filter_map(|p| status_kb(p, "VmRSS"))
-                    .sum();
-                peak = peak.max(sum);
+                let (mut rss, mut anon) = (0, 0);
+                for p in descendants(pid) {
+                    rss += status_kb(p, "VmRSS").unwrap_or(0);
+                    anon += status_kb(p, "RssAnon").unwrap_or(0);
+                }
+                peak = peak.max(rss);
+                peak_anon = peak_anon.max(anon);
                 std::thread::sleep(Duration::from_millis(5));
             }
-            peak
+            (peak, peak_anon)
         });
         RssSampler { stop, handle }
     }
-    fn finish(self) -> u64 {
+    fn finish(self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or(0)
+        self.handle.join().unwrap_or((0, 0))
     }
 }
 
@@ -714,6 +724,7 @@ struct Row {
     bytes_sent: u64,
     files_transferred: u64,
     daemon_peak_rss_kb: u64,
+    daemon_peak_anon_kb: u64,
     ours_vmhwm_kb: Option<u64>,
 }
 
@@ -764,7 +775,7 @@ fn pull(
     let wall = t0.elapsed().as_secs_f64();
     let cl1 = self_children_ticks()?;
     d.wait_idle()?;
-    let peak = sampler.finish();
+    let (peak, peak_anon) = sampler.finish();
     let cpu1 = d.cpu_ticks()?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     ensure!(
@@ -790,6 +801,7 @@ fn pull(
         bytes_sent: stat_num(&stdout, "Total bytes sent").unwrap_or(0),
         files_transferred: stat_num(&stdout, "Number of regular files transferred").unwrap_or(0),
         daemon_peak_rss_kb: peak,
+        daemon_peak_anon_kb: peak_anon,
         ours_vmhwm_kb,
     })
 }
@@ -850,12 +862,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn csv(rows: &[Row]) -> String {
     let mut s = String::from(
-        "iter,daemon,scenario,wall_s,daemon_cpu_s,client_cpu_s,bytes_received,bytes_sent,files_transferred,daemon_peak_rss_kb,ours_vmhwm_kb\n",
+        "iter,daemon,scenario,wall_s,daemon_cpu_s,client_cpu_s,bytes_received,bytes_sent,files_transferred,daemon_peak_rss_kb,daemon_peak_anon_kb,ours_vmhwm_kb\n",
     );
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{:.4},{:.3},{:.3},{},{},{},{},{}",
+            "{},{},{},{:.4},{:.3},{:.3},{},{},{},{},{},{}",
             r.iter,
             r.daemon.name(),
             r.scenario,
@@ -866,6 +878,7 @@ fn csv(rows: &[Row]) -> String {
             r.bytes_sent,
             r.files_transferred,
             r.daemon_peak_rss_kb,
+            r.daemon_peak_anon_kb,
             r.ours_vmhwm_kb.map(|v| v.to_string()).unwrap_or_default()
         );
     }
@@ -910,13 +923,13 @@ fn summary(rows: &[Row], ctx: &RunContext) -> String {
         let title = match scenario {
             "null" => "Null sync (nothing changed)",
             "1-changed" => "One file changed (client copy altered, one file sent)",
-            _ => "Full pull into an empty directory (single run each)",
+            _ => "Full pull into an empty tmpfs directory",
         };
         let _ = writeln!(s, "## {title}\n");
         let _ = writeln!(s, "| metric | stock | ours | stock/ours |");
         let _ = writeln!(s, "|---|---:|---:|---:|");
         let m = |v: &[&Row], f: &dyn Fn(&Row) -> f64| median(v.iter().map(|r| f(r)).collect());
-        let metrics: [(&str, &dyn Fn(&Row) -> f64, usize); 7] = [
+        let metrics: [(&str, &dyn Fn(&Row) -> f64, usize); 8] = [
             ("wall time (s)", &|r| r.wall_s, 3),
             ("daemon CPU (s)", &|r| r.daemon_cpu_s, 2),
             ("client CPU (s)", &|r| r.client_cpu_s, 2),
@@ -926,6 +939,11 @@ fn summary(rows: &[Row], ctx: &RunContext) -> String {
             (
                 "daemon peak RSS during run (MiB, sampled)",
                 &|r| r.daemon_peak_rss_kb as f64 / 1024.0,
+                1,
+            ),
+            (
+                "daemon peak RssAnon during run (MiB, sampled)",
+                &|r| r.daemon_peak_anon_kb as f64 / 1024.0,
                 1,
             ),
         ];
@@ -983,6 +1001,7 @@ struct RunContext {
     runs: usize,
     tck: f64,
     startup: Startup,
+    load: String,
 }
 
 fn cmd_line(cmd: &str, args: &[&str]) -> String {
@@ -1027,7 +1046,7 @@ fn setup_md(
     let _ = writeln!(
         s,
         "- filesystem of the work dir: {}",
-        cmd_line("stat", &["-f", "-c", "%T", &work.to_string_lossy()])
+        cmd_line("findmnt", &["-no", "FSTYPE,OPTIONS", "-T", &work.to_string_lossy()])
     );
     let _ = writeln!(
         s,
@@ -1052,7 +1071,17 @@ fn setup_md(
             "warm (one unmeasured null pull per daemon first)"
         }
     );
-    let _ = writeln!(s, "- load: other people's builds may share these cores; runs alternate between the daemons so drift hits both");
+    let _ = writeln!(
+        s,
+        "- load: other people's builds may share these cores; runs alternate between the daemons so drift hits both ({})",
+        ctx.load
+    );
+    let _ = writeln!(
+        s,
+        "- full pulls: {} per daemon into {}",
+        a.full_runs,
+        a.full_dest.display()
+    );
     let _ = writeln!(s, "\n## Tree\n\n{}\n", ctx.shape.describe());
     let _ = writeln!(
         s,
@@ -1071,9 +1100,10 @@ fn setup_md(
     let _ = writeln!(s, "cargo build --release -p rsyncd");
     let _ = writeln!(
         s,
-        "cargo run --release -p benches --bin null_sync -- --files {} --runs {} --seed {}{}",
+        "cargo run --release -p benches --bin null_sync -- --files {} --runs {} --full-runs {} --seed {}{}",
         a.files,
         a.runs,
+        a.full_runs,
         a.seed,
         if a.cold { " --cold" } else { "" }
     );
@@ -1192,15 +1222,17 @@ fn main() -> Result<()> {
     let tck = clk_tck();
     let mut rows = Vec::new();
 
-    // 3. Client copy (timed full pulls unless --no-full).
-    let copy = work.join("copy");
-    if !a.no_full {
-        for d in [&stock, &ours] {
-            let dest = if d.kind == Kind::Ours {
-                copy.clone()
-            } else {
-                work.join("copy-full-stock")
-            };
+    // 3. Timed full pulls into scratch directories, alternating.
+    for i in 0..a.full_runs {
+        let order = if i % 2 == 0 {
+            [&stock, &ours]
+        } else {
+            [&ours, &stock]
+        };
+        for d in order {
+            let dest = a
+                .full_dest
+                .join(format!("full-{}-{}", d.kind.name(), i + 1));
             if dest.exists() {
                 fs::remove_dir_all(&dest)?;
             }
@@ -1208,24 +1240,46 @@ fn main() -> Result<()> {
             if a.cold {
                 drop_caches()?;
             }
-            let r = pull(&a.rsync, d, &dest, 0, "full", tck)?;
+            let r = pull(&a.rsync, d, &dest, i + 1, "full", tck)?;
+            ensure!(
+                r.files_transferred == shape.files,
+                "{} full pull sent {} files, expected {}",
+                d.kind.name(),
+                r.files_transferred,
+                shape.files
+            );
             eprintln!(
-                "full pull from {}: {:.2} s, {} files",
+                "full #{} {:5}: wall {:.2} s, daemon cpu {:.2} s, client cpu {:.2} s",
+                i + 1,
                 d.kind.name(),
                 r.wall_s,
-                r.files_transferred
+                r.daemon_cpu_s,
+                r.client_cpu_s
             );
             rows.push(r);
-            if d.kind == Kind::Stock {
-                fs::remove_dir_all(&dest)?;
-            }
+            fs::remove_dir_all(&dest)?;
         }
-    } else if !copy.exists() {
-        fs::create_dir_all(&copy)?;
-        pull(&a.rsync, &stock, &copy, 0, "presync", tck)?;
+    }
+    if a.full_runs > 0 {
+        let _ = fs::remove_dir(&a.full_dest);
     }
 
+    // The client copy for the null syncs: made (or refreshed) by OUR daemon,
+    // so the stock warm-up below doubles as a check that ours produced an
+    // identical tree.
+    let copy = work.join("copy");
+    fs::create_dir_all(&copy)?;
+    let t = Instant::now();
+    let r = pull(&a.rsync, &ours, &copy, 0, "presync", tck)?;
+    eprintln!(
+        "client copy {} from ours: {} files in {:.1} s (untimed)",
+        copy.display(),
+        r.files_transferred,
+        t.elapsed().as_secs_f64()
+    );
+
     // Warm-up, and check both daemons see the copy as up to date.
+    let load_before = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     for d in [&stock, &ours] {
         let r = pull(&a.rsync, d, &copy, 0, "warmup", tck)?;
         ensure!(
@@ -1298,6 +1352,13 @@ fn main() -> Result<()> {
         runs: a.runs,
         tck,
         startup,
+        load: format!(
+            "load average before the null syncs: {}; after: {}",
+            load_before.trim(),
+            fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .trim()
+        ),
     };
     let out = a.out.clone().unwrap_or_else(|| {
         ws.join("benches/runs")
