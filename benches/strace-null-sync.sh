@@ -107,7 +107,7 @@ for kind in stock ours; do
 done
 
 # Positive control: alter one file of the copy; ours must open exactly it.
-CHANGED=$(cd "$COPY" && find pool -type f | sort | head -n 1)
+CHANGED=$(cd "$COPY" && find pool -type f | LC_ALL=C sort | sed -n 1p)
 printf 'x' >> "$COPY/$CHANGED"
 traced ours-changed "$OURS_PID" ours "$OURS_PORT" -f -y -C -e trace="$TRACE_SET"
 
@@ -132,7 +132,7 @@ report() {
         echo "   syscall summary (strace -C):"
         sed -n '/% time/,$p' "$OUT/$n.trace" | sed 's/^/     /'
         echo "   first lines naming the tree:"
-        grep -F "$TREE" "$OUT/$n.trace" | head -n 5 | cut -c1-160 | sed 's/^/     /'
+        awk -v t="$TREE" 'index($0, t) && n++ < 5 { print "     " substr($0, 1, 160) }' "$OUT/$n.trace"
         echo
     done
     for n in stock-all ours-all; do
