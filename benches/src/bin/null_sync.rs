@@ -834,7 +834,11 @@ fn pick_changed_file(tree: &Path) -> Result<PathBuf> {
                 stack.push(e.path());
             } else if ft.is_file() {
                 let len = e.metadata()?.len();
-                if best.as_ref().map_or(true, |(l, _)| len > *l) {
+                let better = match &best {
+                    None => true,
+                    Some((l, _)) => len > *l,
+                };
+                if better {
                     best = Some((len, e.path()));
                 }
             }
@@ -929,7 +933,8 @@ fn summary(rows: &[Row], ctx: &RunContext) -> String {
         let _ = writeln!(s, "| metric | stock | ours | stock/ours |");
         let _ = writeln!(s, "|---|---:|---:|---:|");
         let m = |v: &[&Row], f: &dyn Fn(&Row) -> f64| median(v.iter().map(|r| f(r)).collect());
-        let metrics: [(&str, &dyn Fn(&Row) -> f64, usize); 8] = [
+        type Metric<'a> = (&'a str, &'a dyn Fn(&Row) -> f64, usize);
+        let metrics: [Metric; 8] = [
             ("wall time (s)", &|r| r.wall_s, 3),
             ("daemon CPU (s)", &|r| r.daemon_cpu_s, 2),
             ("client CPU (s)", &|r| r.client_cpu_s, 2),
@@ -1046,7 +1051,10 @@ fn setup_md(
     let _ = writeln!(
         s,
         "- filesystem of the work dir: {}",
-        cmd_line("findmnt", &["-no", "FSTYPE,OPTIONS", "-T", &work.to_string_lossy()])
+        cmd_line(
+            "findmnt",
+            &["-no", "FSTYPE,OPTIONS", "-T", &work.to_string_lossy()]
+        )
     );
     let _ = writeln!(
         s,
@@ -1382,4 +1390,113 @@ fn main() -> Result<()> {
     drop(ours);
     drop(stock);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (path, size, mtime) of every entry; symlinks without mtime (the
+    /// generator cannot set a symlink's own mtime, so it is creation time).
+    fn listing(root: &Path) -> Vec<(String, u64, Option<SystemTime>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                let md = fs::symlink_metadata(e.path()).unwrap();
+                if md.is_dir() {
+                    stack.push(e.path());
+                }
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let mtime = (!md.is_symlink()).then(|| md.modified().unwrap());
+                out.push((rel, md.len(), mtime));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn generator_is_exact_and_deterministic() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let sa = generate(&a.path().join("t"), 10_050, 3).unwrap();
+        generate(&b.path().join("t"), 10_050, 3).unwrap();
+        assert_eq!(sa.files, 10_050);
+        assert_eq!(sa.symlinks, 3);
+        let la = listing(&a.path().join("t"));
+        let lb = listing(&b.path().join("t"));
+        let regular = la
+            .iter()
+            .filter(|(p, _, _)| {
+                fs::symlink_metadata(a.path().join("t").join(p))
+                    .unwrap()
+                    .is_file()
+            })
+            .count();
+        assert_eq!(regular, 10_050);
+        assert_eq!(sa.dirs, count_dirs(&a.path().join("t")).unwrap());
+        assert!(
+            sa.dirs >= 100,
+            "about files/100 leaf directories: {}",
+            sa.dirs
+        );
+        // Same seed, same names, sizes and mtimes.
+        assert!(la == lb, "same seed gave different trees");
+        // A different seed gives a different tree.
+        let c = tempfile::tempdir().unwrap();
+        generate(&c.path().join("t"), 10_050, 4).unwrap();
+        assert!(la != listing(&c.path().join("t")), "seed had no effect");
+    }
+
+    #[test]
+    fn shape_marker_round_trips() {
+        let s = Shape {
+            files: 5,
+            dirs: 2,
+            symlinks: 1,
+            bytes: 99,
+            max_depth: 4,
+            name_len_sum: 50,
+            path_len_sum: 120,
+            max_files_per_dir: 3,
+            gen_secs: 1.5,
+            seed: 9,
+        };
+        let back = Shape::from_marker(&s.to_marker()).unwrap();
+        assert_eq!(back.to_marker(), s.to_marker());
+        assert!(Shape::from_marker("files=5\n").is_none(), "no version line");
+    }
+
+    #[test]
+    fn parses_client_stats() {
+        let out = "Number of regular files transferred: 1,234\n\
+                   Total bytes sent: 2,974\n\
+                   Total bytes received: 4,701,054\n";
+        assert_eq!(stat_num(out, "Total bytes received"), Some(4_701_054));
+        assert_eq!(stat_num(out, "Total bytes sent"), Some(2_974));
+        assert_eq!(
+            stat_num(out, "Number of regular files transferred"),
+            Some(1_234)
+        );
+        assert_eq!(stat_num(out, "Literal data"), None);
+    }
+
+    #[test]
+    fn median_and_proc_fields() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(Vec::new()).is_nan());
+        // Our own stat line parses: pid field is field 1, ppid is field 4.
+        let f = stat_fields(std::process::id()).unwrap();
+        let ppid = field(&f, 4) as u32;
+        assert!(ppid > 0);
+        assert!(status_kb(std::process::id(), "VmRSS").unwrap() > 0);
+    }
 }
