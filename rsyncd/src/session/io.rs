@@ -76,6 +76,17 @@ impl RawInput {
         Ok(t)
     }
 
+    /// Wait up to `dur` until the peer has sent something, without
+    /// consuming it (so that closing the socket afterwards resets the
+    /// connection, as stock's exit with unread input does).
+    pub fn peek_wait(&self, dur: Duration) {
+        if let Some(s) = &self.stream {
+            let _ = s.set_read_timeout(Some(dur));
+            let mut b = [0u8; 1];
+            let _ = s.peek(&mut b);
+        }
+    }
+
     /// Read at least one byte into `dst`, appending. Returns bytes read.
     pub fn read_some(&mut self, dst: &mut Vec<u8>, want: usize) -> Result<usize, InputError> {
         let t = self.timeout()?;
@@ -154,6 +165,14 @@ impl Input {
     /// `--files-from` quirk). Only valid at a frame boundary.
     pub fn set_raw_passthrough(&mut self, raw: bool) {
         self.mux = !raw;
+    }
+
+    /// See [`RawInput::peek_wait`]; returns at once if input is already buffered.
+    pub fn peek_wait(&self, dur: Duration) {
+        if self.rpos < self.rbuf.len() || self.dpos < self.data.len() {
+            return;
+        }
+        self.raw.peek_wait(dur);
     }
 
     /// Change the time limits.

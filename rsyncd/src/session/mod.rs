@@ -110,8 +110,12 @@ pub fn serve_connection(
     }
     if s.abortive_close {
         // Like stock after refusing the arguments: just exit.  The client's
-        // unread filter list makes the kernel reset the connection, and the
+        // unread input makes the kernel reset the connection, and the
         // client reports "Connection reset by peer" (exit 10), as with stock.
+        // Wait (bounded) until that input has arrived, so the close is a
+        // reset rather than a clean end of file (which the client would
+        // report as exit 12).
+        s.input.peek_wait(Duration::from_millis(500));
         return r;
     }
     s.out.shutdown();
