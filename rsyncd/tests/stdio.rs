@@ -68,7 +68,7 @@ impl Fixture {
         std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
         let conf = format!(
             "use chroot = no\n\
-             [mod]\n    path = {p}\n    comment = stdio test\n    read only = yes\n\
+             [mod]\n    path = {p}\n    comment = stdio test\n    read only = yes\n    refuse options = copy-links\n\
              [hidden]\n    path = {p}\n    list = no\n\
              [priv]\n    path = {p}\n    comment = private\n    hosts allow = 127.0.0.1\n",
             p = src.display()
@@ -80,10 +80,20 @@ impl Fixture {
         std::fs::write(dir.path().join("wrap.sh"), wrap).unwrap();
         // The same through plain pipes on both sides (as sshd gives). The
         // input forwarder is a process substitution, so the wrapper does not
-        // wait for it (it blocks reading the client until the client exits).
-        let piped = format!("#!/bin/bash\nshift; shift\n{BIN} \"$@\" --config={} < <(cat) | cat\n", cfg.display());
+        // wait for it (it blocks reading the client until the client exits);
+        // the output forwarder makes the client's (non-blocking) end blocking.
+        let copy = "import os\nos.set_blocking(1, True)\nwhile True:\n    b = os.read(0, 65536)\n    if not b:\n        break\n    while b:\n        b = b[os.write(1, b):]\n";
+        std::fs::write(dir.path().join("copy.py"), copy).unwrap();
+        let piped = format!(
+            "#!/bin/bash\nshift; shift\n{BIN} \"$@\" --config={} < <(cat) | python3 {}\n",
+            cfg.display(),
+            dir.path().join("copy.py").display()
+        );
         std::fs::write(dir.path().join("piped.sh"), piped).unwrap();
-        for w in ["wrap.sh", "piped.sh"] {
+        // Stock rsync in the same roles, for differential checks.
+        let stock = format!("#!/bin/sh\nshift; shift\nexec rsync \"$@\" --config={}\n", cfg.display());
+        std::fs::write(dir.path().join("stock.sh"), stock).unwrap();
+        for w in ["wrap.sh", "piped.sh", "stock.sh"] {
             std::fs::set_permissions(dir.path().join(w), std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         Fixture { dir }
@@ -186,4 +196,40 @@ fn rsh_mode_host_acl_uses_ssh_connection_and_fails_closed() {
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stderr).contains("access denied to priv"), "{}", text(&o));
     assert!(!d2.exists());
+}
+
+/// Refusals and denials end with the same client exit code as with stock
+/// rsync in the same role (rsh daemon mode and RSYNC_CONNECT_PROG).
+#[test]
+fn refusals_match_stock_exit_codes() {
+    let f = Fixture::new();
+    let cfg = f.dir.path().join("rsyncd.conf");
+    let ours_prog = f.connect_prog();
+    let stock_prog = format!("rsync --daemon --config={}", cfg.display());
+    let src = format!("{}/", f.src().display());
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        ("refused option", vec!["-aL", "host::mod/", "out/"]),
+        ("push", vec!["-a", &src, "host::mod/"]),
+        ("unknown module", vec!["-a", "host::nope/", "out/"]),
+        ("unlisted module pull", vec!["-a", "host::hidden/", "out/"]),
+        ("host ACL", vec!["-a", "host::priv/", "out/"]),
+    ];
+    for (what, args) in &cases {
+        let run = |wrapper: &str| {
+            let _ = std::fs::remove_dir_all(f.dir.path().join("out"));
+            let mut a = vec!["-e", wrapper];
+            a.extend(args.iter().copied());
+            f.rsync(&[], &a)
+        };
+        let (ours, stock) = (run("./wrap.sh"), run("./stock.sh"));
+        assert_eq!(ours.status.code(), stock.status.code(), "rsh {what}: ours {}\nstock {}", text(&ours), text(&stock));
+        let url: Vec<String> = args.iter().map(|a| a.replace("host::", "rsync://localhost/")).collect();
+        let url: Vec<&str> = url.iter().map(String::as_str).collect();
+        let run = |prog: &str| {
+            let _ = std::fs::remove_dir_all(f.dir.path().join("out"));
+            f.rsync(&[("RSYNC_CONNECT_PROG", prog)], &url)
+        };
+        let (ours, stock) = (run(&ours_prog), run(&stock_prog));
+        assert_eq!(ours.status.code(), stock.status.code(), "connect prog {what}: ours {}\nstock {}", text(&ours), text(&stock));
+    }
 }

@@ -111,10 +111,18 @@ impl Conn {
                 s.read(buf)
             }
             Conn::Fd(f) => {
-                if !poll_fd(f.as_raw_fd(), libc::POLLIN, t)? {
-                    return Err(io::ErrorKind::TimedOut.into());
+                let deadline = t.map(|t| Instant::now() + t);
+                loop {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if !poll_fd(f.as_raw_fd(), libc::POLLIN, left)? {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    match f.read(buf) {
+                        // A descriptor someone else made non-blocking.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => return r,
+                    }
                 }
-                f.read(buf)
             }
             Conn::Closed => Ok(0),
         }
@@ -150,7 +158,7 @@ impl Conn {
                     match f.write(&b[off..end]) {
                         Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                         Ok(n) => off += n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -202,7 +210,7 @@ pub fn stdin_is_socket() -> bool {
 /// by accident reaches the client and our close is the only one the peer
 /// waits for.
 pub fn take_stdio(mode: StdioMode) -> io::Result<(Conn, Conn, Option<SocketAddr>)> {
-    let dup = |fd: i32| -> io::Result<OwnedFd> {
+    let dup_fd = |fd: i32| -> io::Result<OwnedFd> {
         // SAFETY: F_DUPFD_CLOEXEC on a descriptor number has no memory
         // effects; a failure is reported as -1.
         let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -211,6 +219,22 @@ pub fn take_stdio(mode: StdioMode) -> io::Result<(Conn, Conn, Option<SocketAddr>
         }
         // SAFETY: `n` is a fresh descriptor that nothing else owns.
         Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    // The client may have left its end non-blocking (stock's piped_child
+    // only resets stdin); our reads and writes expect blocking descriptors.
+    let blocking = |fd: &OwnedFd| {
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no memory effects.
+        unsafe {
+            let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            if fl >= 0 && fl & libc::O_NONBLOCK != 0 {
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+            }
+        }
+    };
+    let dup = |fd: i32| -> io::Result<OwnedFd> {
+        let d = dup_fd(fd)?;
+        blocking(&d);
+        Ok(d)
     };
     let (input, output, peer) = match mode {
         StdioMode::Inetd => {
