@@ -233,3 +233,66 @@ fn refusals_match_stock_exit_codes() {
         assert_eq!(ours.status.code(), stock.status.code(), "connect prog {what}: ours {}\nstock {}", text(&ours), text(&stock));
     }
 }
+
+/// Runs the daemon as inetd does: one accepted connection on fds 0 and 1.
+fn spawn_inetd(f: &Fixture, conn: std::os::fd::OwnedFd) -> std::process::Child {
+    let out = conn.try_clone().expect("dup");
+    Command::new(BIN)
+        .arg("--daemon")
+        .arg(format!("--config={}", f.dir.path().join("rsyncd.conf").display()))
+        .stdin(std::process::Stdio::from(conn))
+        .stdout(std::process::Stdio::from(out))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn rsyncd")
+}
+
+#[test]
+fn inetd_tcp_socket_serves_one_session_with_the_real_peer() {
+    let f = Fixture::new();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let dest = f.dir.path().join("dest");
+    let url = format!("rsync://127.0.0.1:{port}/priv/");
+    let client = {
+        let dest = dest.clone();
+        std::thread::spawn(move || Command::new("timeout").args(["60", "rsync", "-a", &url]).arg(&dest).output().expect("rsync"))
+    };
+    let (s, _) = l.accept().unwrap();
+    let mut child = spawn_inetd(&f, s.into());
+    let o = client.join().unwrap();
+    // `hosts allow = 127.0.0.1` admits the socket's real peer.
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(tree(&dest), tree(&f.src()));
+    // Exactly one session: the process ends by itself.
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{st:?}");
+            break;
+        }
+        assert!(t0.elapsed() < std::time::Duration::from_secs(10), "daemon did not exit after its session");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn inetd_unix_socket_peer_is_unknown_and_host_acls_deny() {
+    use std::io::{BufRead, BufReader, Write};
+    let f = Fixture::new();
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut child = spawn_inetd(&f, theirs.into());
+    ours.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+    let mut r = BufReader::new(ours.try_clone().unwrap());
+    let mut w = ours;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("@RSYNCD: "), "{line:?}");
+    w.write_all(b"@RSYNCD: 31.0\npriv\n").unwrap();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line, "@ERROR: access denied to priv from UNKNOWN (0.0.0.0)\n");
+    drop((r, w));
+    let st = child.wait().unwrap();
+    assert_eq!(st.code(), Some(5));
+}
