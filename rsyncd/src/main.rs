@@ -26,9 +26,14 @@ struct Cli {
     /// Address to bind (overrides the config's `address`).
     #[arg(long)]
     address: Option<String>,
-    /// Accepted for compatibility with `rsync --daemon` scripts; no effect.
+    /// Run as a daemon. When stdin is a socket (inetd, `RSYNC_CONNECT_PROG`)
+    /// serve that one connection and exit; otherwise listen.
     #[arg(long)]
     daemon: bool,
+    /// With --daemon: rsh daemon mode (`rsync --server --daemon .`, as run by
+    /// `rsync -e ssh host::module`): serve one session on stdin/stdout.
+    #[arg(long)]
+    server: bool,
     /// Accepted for compatibility; the daemon always runs in the foreground.
     #[arg(long)]
     no_detach: bool,
@@ -102,7 +107,9 @@ fn default_state_dir(create: bool) -> anyhow::Result<PathBuf> {
 }
 
 fn writable(p: &Path) -> bool {
-    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else { return false };
+    let Ok(c) = std::ffi::CString::new(p.as_os_str().as_bytes()) else {
+        return false;
+    };
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
@@ -156,9 +163,77 @@ fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
 /// Port used by the embedded default (non-privileged).
 const DEFAULT_DIR_PORT: u16 = 8873;
 
+/// How this process serves sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Bind listeners and serve until terminated.
+    Listen,
+    /// One session on the standard descriptors, then exit.
+    Stdio(rsyncd::session::io::StdioMode),
+}
+
+/// Mirrors stock `main.c`: `--server --daemon` is rsh daemon mode
+/// (`start_daemon(STDIN_FILENO, STDOUT_FILENO)`), and `--daemon` with a
+/// socket on stdin is inetd mode (`clientserver.c: daemon_main()`).
+fn mode_of(cli: &Cli) -> anyhow::Result<Mode> {
+    use rsyncd::session::io::{stdin_is_socket, StdioMode};
+    if cli.server {
+        if !cli.daemon {
+            bail!("--server is only supported with --daemon (rsh daemon mode)");
+        }
+        return Ok(Mode::Stdio(StdioMode::Rsh));
+    }
+    if cli.daemon && cli.command.is_none() && stdin_is_socket() {
+        return Ok(Mode::Stdio(StdioMode::Inetd));
+    }
+    Ok(Mode::Listen)
+}
+
+/// Serve one session on stdin/stdout with `cfg` and return the process exit
+/// code (the session's rsync exit class). Snapshots are built fresh in a
+/// private temporary state dir (a listening daemon holds the locks of its
+/// own state dir, and a one-shot session must not serve a stale snapshot).
+fn serve_stdio(cfg: &config::Config, mode: rsyncd::session::io::StdioMode) -> anyhow::Result<i32> {
+    use protocol::exit::Rerr;
+    use rsyncd::session::{io::take_stdio, serve_conns, SessionError};
+    // Take the descriptors first, so nothing printed later reaches the client.
+    let (input, output, socket_peer) = take_stdio(mode).context("taking over stdin/stdout")?;
+    let peer = match mode {
+        rsyncd::session::io::StdioMode::Inetd => socket_peer,
+        rsyncd::session::io::StdioMode::Rsh => rsh_peer(),
+    };
+    let tmp = tempfile::Builder::new().prefix("rsyncd-stdio-").tempdir().context("creating a temporary state dir")?;
+    let port = cfg.global.port.unwrap_or(873);
+    let state = Arc::new(rsyncd::server::build_state(cfg, tmp.path(), SessionSettings::default(), port, false)?);
+    let code = match serve_conns(input, output, peer, state, 0) {
+        Ok(()) => 0,
+        Err(SessionError::Exit { code, .. }) => code.code(),
+        Err(SessionError::Input(rsyncd::session::io::InputError::Timeout)) => Rerr::Timeout.code(),
+        Err(_) => Rerr::StreamIo.code(),
+    };
+    drop(tmp);
+    Ok(code)
+}
+
+/// The client's address in rsh daemon mode, mirroring stock
+/// `clientname.c: client_addr()`: the first word of `SSH_CONNECTION`
+/// (then `SSH_CLIENT`, `SSH2_CLIENT`), with its port when given. `None`
+/// (unknown, host ACLs deny) when unset or not an address.
+fn rsh_peer() -> Option<std::net::SocketAddr> {
+    let v = ["SSH_CONNECTION", "SSH_CLIENT", "SSH2_CLIENT"].iter().find_map(|k| std::env::var(k).ok())?;
+    let mut words = v.split_whitespace();
+    let ip: IpAddr = words.next()?.parse().ok()?;
+    let port = words.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let mode = mode_of(&cli)?;
     let level = match cli.verbose {
+        // A one-shot session shares stderr with the client's terminal (ssh,
+        // RSYNC_CONNECT_PROG): only warnings by default.
+        0 if mode != Mode::Listen => "warn",
         0 => "info",
         1 => "debug",
         _ => "trace",
@@ -185,7 +260,9 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    let (cfg, default_port, embedded) = match (&cli.config, &cli.dir) {
+    // In rsh daemon mode the positional argument is the "." placeholder.
+    let dir = if mode == Mode::Stdio(rsyncd::session::io::StdioMode::Rsh) { None } else { cli.dir.clone() };
+    let (cfg, default_port, embedded) = match (&cli.config, &dir) {
         (Some(_), Some(_)) => bail!("give either --config=FILE or a directory, not both"),
         (None, Some(dir)) => {
             let dir = dir.canonicalize().with_context(|| format!("cannot serve {}", dir.display()))?;
@@ -207,7 +284,12 @@ fn main() -> anyhow::Result<()> {
             (cfg, DEFAULT_DIR_PORT, Some(name))
         }
         (c, None) => {
-            let path = c.clone().unwrap_or_else(|| PathBuf::from("/etc/rsyncd.conf"));
+            // Stock's default in rsh daemon mode for non-root is ./rsyncd.conf
+            // (RSYNCD_USERCONF).
+            // SAFETY: geteuid() has no preconditions and cannot fail.
+            let user_rsh = mode == Mode::Stdio(rsyncd::session::io::StdioMode::Rsh) && unsafe { libc::geteuid() } != 0;
+            let default = if user_rsh { "rsyncd.conf" } else { "/etc/rsyncd.conf" };
+            let path = c.clone().unwrap_or_else(|| PathBuf::from(default));
             let cfg = config::load(&path).map_err(|e| anyhow::anyhow!("{e}"))?;
             (cfg, 873, None)
         }
@@ -233,6 +315,10 @@ fn main() -> anyhow::Result<()> {
         }
         println!("config OK: {} module(s)", cfg.modules.len());
         return Ok(());
+    }
+    if let Mode::Stdio(m) = mode {
+        let code = serve_stdio(&cfg, m)?;
+        std::process::exit(code);
     }
     let port = cli.port.or(cfg.global.port).unwrap_or(default_port);
     let address = cli.address.clone().or_else(|| cfg.global.address.clone());

@@ -3,9 +3,15 @@
 //!
 //! Protocol decoding itself lives in the `protocol` crate; this module only
 //! moves bytes and enforces time limits.
+//!
+//! A session runs over a [`Conn`]: an accepted TCP socket, the inetd socket
+//! on fd 0, or a pair of plain descriptors (rsh daemon mode, as stock's
+//! `rsync --server --daemon .` under ssh or `RSYNC_CONNECT_PROG`).
 
+use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use protocol::error::{DecodeError, DecodeResult};
@@ -46,17 +52,222 @@ pub struct ReadLimits {
     pub idle: Option<Duration>,
 }
 
+/// One direction (or both) of a session's transport.
+#[derive(Debug)]
+pub enum Conn {
+    /// A stream socket; timeouts use `SO_RCVTIMEO`/`SO_SNDTIMEO`.
+    Socket(TcpStream),
+    /// Any other descriptor (pipe, socketpair end); timeouts use poll(2).
+    Fd(File),
+    /// Nothing behind it: reads see end of file, writes fail.
+    Closed,
+}
+
+/// poll(2) one descriptor for `events`, up to `t` (forever when `None`).
+/// Returns whether it became ready (errors and hang-ups count as ready, so
+/// the following read or write reports them).
+fn poll_fd(fd: i32, events: libc::c_short, t: Option<Duration>) -> io::Result<bool> {
+    let deadline = t.map(|t| Instant::now() + t);
+    loop {
+        let ms: libc::c_int = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up so a sub-millisecond rest does not spin.
+                left.as_millis().saturating_add(u128::from(left.subsec_nanos() % 1_000_000 != 0)).min(i32::MAX as u128) as libc::c_int
+            }
+        };
+        let mut p = libc::pollfd { fd, events, revents: 0 };
+        // SAFETY: `p` is one valid, initialised pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r > 0 {
+            return Ok(true);
+        }
+        if r == 0 {
+            return Ok(false);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+impl Conn {
+    /// Another handle to the same transport (for the other direction).
+    pub fn try_clone(&self) -> io::Result<Conn> {
+        Ok(match self {
+            Conn::Socket(s) => Conn::Socket(s.try_clone()?),
+            Conn::Fd(f) => Conn::Fd(f.try_clone()?),
+            Conn::Closed => Conn::Closed,
+        })
+    }
+
+    /// Read some bytes, waiting at most `t` (`TimedOut` when it expires).
+    fn read_timeout(&mut self, buf: &mut [u8], t: Option<Duration>) -> io::Result<usize> {
+        match self {
+            Conn::Socket(s) => {
+                s.set_read_timeout(t)?;
+                s.read(buf)
+            }
+            Conn::Fd(f) => {
+                let deadline = t.map(|t| Instant::now() + t);
+                loop {
+                    let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+                    if !poll_fd(f.as_raw_fd(), libc::POLLIN, left)? {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    match f.read(buf) {
+                        // A descriptor someone else made non-blocking.
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                        r => return r,
+                    }
+                }
+            }
+            Conn::Closed => Ok(0),
+        }
+    }
+
+    /// Wait up to `dur` for input without consuming it.
+    fn wait_readable(&self, dur: Duration) {
+        match self {
+            Conn::Socket(s) => {
+                let _ = s.set_read_timeout(Some(dur));
+                let mut b = [0u8; 1];
+                let _ = s.peek(&mut b);
+            }
+            Conn::Fd(f) => {
+                let _ = poll_fd(f.as_raw_fd(), libc::POLLIN, Some(dur));
+            }
+            Conn::Closed => {}
+        }
+    }
+
+    /// Write all of `b`; with a descriptor each chunk waits at most `t` for
+    /// room (a blocking write of one chunk may still wait longer).
+    fn write_all_timeout(&mut self, b: &[u8], t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Conn::Socket(s) => s.write_all(b),
+            Conn::Fd(f) => {
+                let mut off = 0;
+                while off < b.len() {
+                    if !poll_fd(f.as_raw_fd(), libc::POLLOUT, t)? {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    let end = (off + 64 * 1024).min(b.len());
+                    match f.write(&b[off..end]) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => off += n,
+                        Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+            Conn::Closed => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// End the write direction: shut a socket down for writing, close a
+    /// descriptor (a pipe has no half-close).
+    fn shutdown_write(&mut self) {
+        match self {
+            Conn::Socket(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Write);
+            }
+            Conn::Fd(_) => *self = Conn::Closed,
+            Conn::Closed => {}
+        }
+    }
+}
+
+/// How the daemon was started on its standard descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdioMode {
+    /// inetd (or `RSYNC_CONNECT_PROG`): one socket on fd 0 carries both
+    /// directions (mirrors `clientserver.c: daemon_main()` when
+    /// `is_a_socket(STDIN_FILENO)`).
+    Inetd,
+    /// rsh daemon mode (`rsync --server --daemon .`): input on fd 0, output
+    /// on fd 1, any kind of descriptor (mirrors `main.c: start_server()`
+    /// calling `start_daemon(STDIN_FILENO, STDOUT_FILENO)`).
+    Rsh,
+}
+
+/// Whether fd 0 is a socket (`util1.c: is_a_socket()`).
+pub fn stdin_is_socket() -> bool {
+    let mut v: libc::c_int = 0;
+    let mut l = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `v` and `l` are valid for writes of the sizes given; getsockopt
+    // on a non-socket fails with ENOTSOCK and writes nothing.
+    let r = unsafe { libc::getsockopt(0, libc::SOL_SOCKET, libc::SO_TYPE, (&mut v as *mut libc::c_int).cast(), &mut l) };
+    r == 0
+}
+
+/// Take over the standard descriptors for one session: returns the input
+/// and output halves and the peer's address when the socket has an IP one
+/// (inetd). Fds 0 and 1 are then pointed at /dev/null, so nothing printed
+/// by accident reaches the client and our close is the only one the peer
+/// waits for.
+pub fn take_stdio(mode: StdioMode) -> io::Result<(Conn, Conn, Option<SocketAddr>)> {
+    let dup_fd = |fd: i32| -> io::Result<OwnedFd> {
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor number has no memory
+        // effects; a failure is reported as -1.
+        let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `n` is a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    // The client may have left its end non-blocking (stock's piped_child
+    // only resets stdin); our reads and writes expect blocking descriptors.
+    let blocking = |fd: &OwnedFd| {
+        // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no memory effects.
+        unsafe {
+            let fl = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+            if fl >= 0 && fl & libc::O_NONBLOCK != 0 {
+                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, fl & !libc::O_NONBLOCK);
+            }
+        }
+    };
+    let dup = |fd: i32| -> io::Result<OwnedFd> {
+        let d = dup_fd(fd)?;
+        blocking(&d);
+        Ok(d)
+    };
+    let (input, output, peer) = match mode {
+        StdioMode::Inetd => {
+            // Under inetd fd 0 and fd 1 are the same socket; we use fd 0 for both.
+            let s = TcpStream::from(dup(0)?);
+            let peer = s.peer_addr().ok();
+            let _ = s.set_nodelay(true);
+            (Conn::Socket(s.try_clone()?), Conn::Socket(s), peer)
+        }
+        StdioMode::Rsh => (Conn::Fd(File::from(dup(0)?)), Conn::Fd(File::from(dup(1)?)), None),
+    };
+    let null = File::options().read(true).write(true).open("/dev/null")?;
+    for fd in [0, 1] {
+        // SAFETY: dup2 onto a standard descriptor number; the old
+        // description stays open through the duplicates we returned.
+        if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok((input, output, peer))
+}
+
 /// The raw socket input with a read buffer.
 pub struct RawInput {
-    stream: Option<TcpStream>,
+    stream: Conn,
     pub(crate) limits: ReadLimits,
     total_read: u64,
 }
 
 impl RawInput {
     /// Wrap the read side of a connection.
-    pub fn new(stream: TcpStream, limits: ReadLimits) -> Self {
-        RawInput { stream: Some(stream), limits, total_read: 0 }
+    pub fn new(stream: Conn, limits: ReadLimits) -> Self {
+        RawInput { stream, limits, total_read: 0 }
     }
 
     /// Bytes read from the socket so far.
@@ -80,23 +291,20 @@ impl RawInput {
     /// consuming it (so that closing the socket afterwards resets the
     /// connection, as stock's exit with unread input does).
     pub fn peek_wait(&self, dur: Duration) {
-        if let Some(s) = &self.stream {
-            let _ = s.set_read_timeout(Some(dur));
-            let mut b = [0u8; 1];
-            let _ = s.peek(&mut b);
-        }
+        self.stream.wait_readable(dur);
     }
 
     /// Read at least one byte into `dst`, appending. Returns bytes read.
     pub fn read_some(&mut self, dst: &mut Vec<u8>, want: usize) -> Result<usize, InputError> {
         let t = self.timeout()?;
-        let Some(stream) = self.stream.as_mut() else { return Err(InputError::Eof) };
-        stream.set_read_timeout(t)?;
+        if matches!(self.stream, Conn::Closed) {
+            return Err(InputError::Eof);
+        }
         let start = dst.len();
         let want = want.clamp(1, 256 * 1024);
         dst.resize(start + want, 0);
         let r = loop {
-            match stream.read(&mut dst[start..]) {
+            match self.stream.read_timeout(&mut dst[start..], t) {
                 Ok(n) => break Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
@@ -150,7 +358,7 @@ impl Input {
     /// An input with no connection behind it (always at end of file); used
     /// while the real one is lent to the reader thread.
     pub fn placeholder() -> Self {
-        let raw = RawInput { stream: None, limits: ReadLimits { deadline: None, idle: None }, total_read: 0 };
+        let raw = RawInput { stream: Conn::Closed, limits: ReadLimits { deadline: None, idle: None }, total_read: 0 };
         Input::new(raw, 0)
     }
 
@@ -315,7 +523,8 @@ impl Input {
 /// raw; afterwards protocol data travels in MSG_DATA frames and messages in
 /// their own frames.
 pub struct Output {
-    stream: TcpStream,
+    stream: Conn,
+    write_timeout: Option<Duration>,
     pending: Vec<u8>,
     mux: bool,
     total_written: u64,
@@ -329,9 +538,19 @@ pub const MAX_DATA_FRAME: usize = 32 * 1024;
 
 impl Output {
     /// Wrap the write side of a connection; `write_timeout` bounds each write.
-    pub fn new(stream: TcpStream, write_timeout: Option<Duration>) -> io::Result<Self> {
-        stream.set_write_timeout(write_timeout)?;
-        Ok(Output { stream, pending: Vec::with_capacity(64 * 1024), mux: false, total_written: 0, frame_scratch: Vec::new(), protocol: 0 })
+    pub fn new(stream: Conn, write_timeout: Option<Duration>) -> io::Result<Self> {
+        if let Conn::Socket(s) = &stream {
+            s.set_write_timeout(write_timeout)?;
+        }
+        Ok(Output {
+            stream,
+            write_timeout,
+            pending: Vec::with_capacity(64 * 1024),
+            mux: false,
+            total_written: 0,
+            frame_scratch: Vec::new(),
+            protocol: 0,
+        })
     }
 
     /// Set the negotiated protocol (affects message mapping).
@@ -371,7 +590,7 @@ impl Output {
     }
 
     fn write_all(&mut self, b: &[u8]) -> io::Result<()> {
-        self.stream.write_all(b)?;
+        self.stream.write_all_timeout(b, self.write_timeout)?;
         self.total_written += b.len() as u64;
         Ok(())
     }
@@ -407,8 +626,7 @@ impl Output {
 
     /// Send everything queued.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.flush_data(true)?;
-        self.stream.flush()
+        self.flush_data(true)
     }
 
     /// Send a message frame (flushing queued data first, to keep order).
@@ -437,6 +655,6 @@ impl Output {
     /// Shut down the write side (after a final flush).
     pub fn shutdown(&mut self) {
         let _ = self.flush();
-        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        self.stream.shutdown_write();
     }
 }

@@ -27,7 +27,7 @@ use crate::access::auth::{self, Grant};
 use crate::access::hosts::{Peer, PeerInfo, SystemResolver, DNS_TIMEOUT};
 use crate::access::limits::{claim_connection, Slot};
 use crate::module::{ModuleRuntime, ServerState};
-use io::{Input, InputError, Output, RawInput, ReadLimits};
+use io::{Conn, Input, InputError, Output, RawInput, ReadLimits};
 
 /// How a session ended, for logging.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,9 @@ pub struct Session {
     pub(crate) input: Input,
     pub(crate) out: Output,
     pub(crate) protocol: u8,
-    pub(crate) peer: SocketAddr,
+    /// The client's address; `None` when unknown (rsh daemon mode without
+    /// `SSH_CONNECTION`, a Unix socket on fd 0): host ACLs then deny.
+    pub(crate) peer: Option<SocketAddr>,
     pub(crate) state: Arc<ServerState>,
     /// Index of the listener the client connected to.
     pub(crate) listener: usize,
@@ -83,12 +85,25 @@ pub fn serve_connection(
     listener: usize,
 ) -> Result<(), SessionError> {
     let _ = stream.set_nodelay(true);
+    let read_half = Conn::Socket(stream.try_clone()?);
+    serve_conns(read_half, Conn::Socket(stream), Some(peer), state, listener)
+}
+
+/// Serve one session over `input`/`output` (the same socket, or a pair of
+/// descriptors as in inetd and rsh daemon mode, see [`io::take_stdio`]).
+/// `peer` is the client's address when known.
+pub fn serve_conns(
+    input: Conn,
+    output: Conn,
+    peer: Option<SocketAddr>,
+    state: Arc<ServerState>,
+    listener: usize,
+) -> Result<(), SessionError> {
     let settings = state.settings.clone();
     let deadline = Instant::now() + settings.handshake_timeout;
-    let read_half = stream.try_clone()?;
-    let raw = RawInput::new(read_half, ReadLimits { deadline: Some(deadline), idle: None });
+    let raw = RawInput::new(input, ReadLimits { deadline: Some(deadline), idle: None });
     let input = Input::new(raw, settings.limits.max_msg_payload);
-    let out = Output::new(stream, Some(settings.handshake_timeout.max(Duration::from_secs(30))))?;
+    let out = Output::new(output, Some(settings.handshake_timeout.max(Duration::from_secs(30))))?;
     let mut s = Session {
         input,
         out,
@@ -106,7 +121,7 @@ pub fn serve_connection(
     };
     let r = s.run();
     if let Err(e) = &r {
-        tracing::info!(peer = %peer, "session ended: {e}");
+        tracing::info!(peer = %shown_peer(peer), "session ended: {e}");
     }
     if s.abortive_close {
         // Like stock after refusing the arguments: just exit.  The client's
@@ -194,7 +209,7 @@ impl Session {
         };
         self.admit(&module)?;
         self.out.raw(greeting::OK_LINE)?;
-        tracing::info!(peer = %self.peer, module = %module.name, protocol = self.protocol, "module requested");
+        tracing::info!(peer = %shown_peer(self.peer), module = %module.name, protocol = self.protocol, "module requested");
         self.serve_module(module)
     }
 
@@ -202,7 +217,20 @@ impl Session {
     /// module's `timeout` on the handshake, then authentication.
     fn admit(&mut self, module: &Arc<ModuleRuntime>) -> Result<(), SessionError> {
         let rules = &module.rules;
-        let addr = Peer::from_socket(&self.peer);
+        let Some(peer) = self.peer else {
+            // An unknown client (rsh daemon mode without SSH_CONNECTION):
+            // stock calls it UNKNOWN at 0.0.0.0, which `0.0.0.0/0` would
+            // admit; we fail closed on any host rule instead.
+            if !rules.hosts.is_open() {
+                tracing::info!("rsync denied on module {} from UNKNOWN (0.0.0.0)", module.name);
+                if !module.list {
+                    return self.text_error(&format!("Unknown module '{}'", module.name));
+                }
+                return self.text_error(&format!("access denied to {} from UNKNOWN (0.0.0.0)", module.name));
+            }
+            return self.admit_checked(module, "0.0.0.0");
+        };
+        let addr = Peer::from_socket(&peer);
         let shown_addr = addr.addr.to_string();
         if !rules.hosts.is_open() {
             let resolver = SystemResolver { timeout: DNS_TIMEOUT.min(self.deadline.saturating_duration_since(Instant::now())) };
@@ -218,6 +246,12 @@ impl Session {
                 return self.text_error(&format!("access denied to {} from {host} ({shown_addr})", module.name));
             }
         }
+        self.admit_checked(module, &shown_addr)
+    }
+
+    /// The rest of [`Self::admit`] once the host ACL passed.
+    fn admit_checked(&mut self, module: &Arc<ModuleRuntime>, shown_addr: &str) -> Result<(), SessionError> {
+        let rules = &module.rules;
         match claim_connection(&rules.lock_file, rules.max_connections) {
             Ok(slot) => self._slot = slot,
             Err(e) => {
@@ -225,7 +259,9 @@ impl Session {
                     crate::access::limits::ClaimError::LockFile(io) => {
                         tracing::warn!("failed to open lock file {}: {io}", rules.lock_file.display())
                     }
-                    crate::access::limits::ClaimError::Full(n) => tracing::info!("max connections ({n}) reached"),
+                    crate::access::limits::ClaimError::Full(n) => {
+                        tracing::info!("max connections ({n}) reached")
+                    }
                 }
                 return self.text_error(&e.client_text());
             }
@@ -236,7 +272,7 @@ impl Session {
             self.input.set_limits(ReadLimits { deadline: Some(self.deadline), idle: None });
         }
         if rules.auth.required() {
-            self.authenticate(module, &shown_addr)?;
+            self.authenticate(module, shown_addr)?;
         }
         Ok(())
     }
@@ -457,6 +493,11 @@ impl Session {
             v
         }
     }
+}
+
+/// A peer address for logs ("UNKNOWN" when not known).
+fn shown_peer(p: Option<SocketAddr>) -> String {
+    p.map_or_else(|| "UNKNOWN".to_string(), |a| a.to_string())
 }
 
 /// Options we parse but do not (yet) serve are refused by name, in
