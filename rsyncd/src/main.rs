@@ -234,6 +234,7 @@ fn main() -> anyhow::Result<()> {
         println!("config OK: {} module(s)", cfg.modules.len());
         return Ok(());
     }
+    rsyncd::logging::install(&cfg);
     let port = cli.port.or(cfg.global.port).unwrap_or(default_port);
     let address = cli.address.clone().or_else(|| cfg.global.address.clone());
     let ip: IpAddr = match &address {

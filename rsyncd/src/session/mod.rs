@@ -83,6 +83,7 @@ pub fn serve_connection(
     listener: usize,
 ) -> Result<(), SessionError> {
     let _ = stream.set_nodelay(true);
+    crate::logging::log_connect(&peer);
     let settings = state.settings.clone();
     let deadline = Instant::now() + settings.handshake_timeout;
     let read_half = stream.try_clone()?;
@@ -329,6 +330,7 @@ impl Session {
             Err(ArgError::Push) => return self.refuse_push(&first, second.as_deref()),
             Err(e) => return self.refuse(e),
         };
+        crate::logging::log_request(&self.state, &module, &self.peer, self.user.as_deref(), &first);
         // The handshake deadline ends here; the idle timeout takes over:
         // the module's `timeout` if it is set and smaller than the client's
         // `--timeout` (or the client gave none), as stock's io_timeout.

@@ -810,12 +810,13 @@ fn transfer_loop(
                 let Some(entry) = snap.entry(it.entry).filter(|e| e.is_file()) else {
                     return fatal(s, Rerr::Protocol, &format!("received request to transfer non-regular file: {} [sender]", r.ndx));
                 };
-                let _ = entry;
                 let Some((head, blocks)) = r.sums else {
                     return fatal(s, Rerr::Protocol, "missing sum head [sender]");
                 };
+                let queued = crate::logging::queued(s);
                 if send_file(s, module, list, &it, r.ndx, &echo, head, blocks, x, io_error)? {
                     x.ndx_out = ndx_next;
+                    crate::logging::log_sent(s, module, list, &it, &entry, r.iflags, &head, queued, o);
                 }
             }
         }
