@@ -232,7 +232,7 @@ fn big_num(n: u64, humanize: u32) -> String {
     }
     let mut s = String::with_capacity(plain.len() + plain.len() / 3);
     for (k, ch) in plain.chars().enumerate() {
-        if k > 0 && (plain.len() - k) % 3 == 0 {
+        if k > 0 && (plain.len() - k).is_multiple_of(3) {
             s.push(',');
         }
         s.push(ch);
@@ -711,6 +711,46 @@ pub fn log_request(
     }
     line.extend_from_slice(format!("{host} ({addr})").as_bytes());
     ml.target.write(&line);
+    // flist.c send_file_list() logs this as it starts, which follows at once.
+    ml.target.write(b"building file list");
+}
+
+/// "rsync allowed access on module M from HOST (ADDR)" after the host ACL
+/// passed (mirrors clientserver.c `rsync_module()`).
+pub fn log_allowed(
+    state: &crate::module::ServerState,
+    module: &crate::module::ModuleRuntime,
+    peer: &SocketAddr,
+) {
+    let Some(ml) = module_log(state, module) else {
+        return;
+    };
+    let addr = Peer::from_socket(peer).addr.to_string();
+    let host = host_name(peer, ml.reverse_lookup);
+    ml.target.write(
+        format!(
+            "rsync allowed access on module {} from {host} ({addr})",
+            module.name
+        )
+        .as_bytes(),
+    );
+}
+
+/// The end-of-session line (mirrors log.c `log_exit()` for a successful run):
+/// "sent N bytes  received N bytes  total size N".
+pub fn log_summary(
+    s: &crate::session::Session,
+    module: &crate::module::ModuleRuntime,
+    stats: &protocol::stats::Stats,
+) {
+    let Some(ml) = module_log(&s.state, module) else {
+        return;
+    };
+    let line = format!(
+        "sent {} bytes  received {} bytes  total size {}",
+        stats.total_written, stats.total_read, stats.total_size
+    );
+    ml.target.write(line.as_bytes());
 }
 
 /// One transferred file (mirrors log.c `log_item()` for the daemon's FLOG).

@@ -219,6 +219,7 @@ impl Session {
                 return self.text_error(&format!("access denied to {} from {host} ({shown_addr})", module.name));
             }
         }
+        crate::logging::log_allowed(&self.state, module, &self.peer);
         match claim_connection(&rules.lock_file, rules.max_connections) {
             Ok(slot) => self._slot = slot,
             Err(e) => {

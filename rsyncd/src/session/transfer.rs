@@ -496,6 +496,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         encode_stats(&mut b, &stats, p);
         s.out.data(&b)?;
         s.out.flush()?;
+        crate::logging::log_summary(s, &module, &stats);
         // read_final_goodbye()
         wait_done(s, &rx, idle, &mut xfer)?;
         if p >= 31 {
