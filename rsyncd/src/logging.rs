@@ -32,6 +32,7 @@ const ITEM_REPORT_GROUP: u32 = 1 << 6;
 const ITEM_REPORT_ACL: u32 = 1 << 7;
 const ITEM_REPORT_XATTR: u32 = 1 << 8;
 const ITEM_REPORT_CRTIME: u32 = 1 << 10;
+const ITEM_BASIS_TYPE_FOLLOWS: u32 = 1 << 11;
 const ITEM_XNAME_FOLLOWS: u32 = 1 << 12;
 const ITEM_IS_NEW: u32 = 1 << 13;
 const ITEM_LOCAL_CHANGE: u32 = 1 << 14;
@@ -93,6 +94,8 @@ pub struct FileFacts<'a> {
     pub gid: u32,
     /// `%L`: symlink target.
     pub link: Option<&'a [u8]>,
+    /// `%L`: hard-link target (the xname the client sent), shown with ` => `.
+    pub hlink: Option<&'a [u8]>,
     /// `%i`: the item flags (rsync.h ITEM_*).
     pub iflags: u32,
     /// `%b`: bytes sent for this file.
@@ -181,8 +184,9 @@ pub fn format_line(format: &[u8], s: &SessionFacts<'_>, f: &FileFacts<'_>) -> Ve
             }
             b'L' => {
                 // The arrow and a padded target form one value; no second padding.
-                let (arrow, target): (&[u8], &[u8]) = match f.link {
-                    Some(t) if f.mode & S_IFMT == S_IFLNK => (b" -> ", t),
+                let (arrow, target): (&[u8], &[u8]) = match (f.hlink, f.link) {
+                    (Some(h), _) if !h.is_empty() => (b" => ", h),
+                    (_, Some(t)) if f.mode & S_IFMT == S_IFLNK => (b" -> ", t),
                     _ if !has_width => continue,
                     _ => (b"    ", b""),
                 };
@@ -821,6 +825,7 @@ pub(crate) fn log_sent(
         uid: entry.uid(),
         gid: entry.gid(),
         link: None,
+        hlink: None,
         iflags: u32::from(iflags),
         bytes_sent: queued(s).saturating_sub(queued_before),
         sum_bytes,
@@ -833,6 +838,82 @@ pub(crate) fn log_sent(
         (o.times, o.owner, o.group),
         &f,
     );
+}
+
+/// Log an item the client did not ask data for (mirrors log.c
+/// `maybe_log_item()` for a daemon): only when the `log format` has `%i`,
+/// not for `--dry-run`, and only for items with significant flags or an xname.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn log_unsent(
+    s: &crate::session::Session,
+    module: &crate::module::ModuleRuntime,
+    list: &crate::session::flist::FileList,
+    it: &crate::session::flist::ListItem,
+    snap: &filelist_cache::Snapshot,
+    iflags: u16,
+    xname: Option<&[u8]>,
+    o: &protocol::args::ServerOptions,
+) {
+    let Some(ml) = module_log(&s.state, module) else {
+        return;
+    };
+    let significant =
+        u32::from(iflags) & !(ITEM_BASIS_TYPE_FOLLOWS | ITEM_XNAME_FOLLOWS | ITEM_LOCAL_CHANGE);
+    let has_xname = xname.is_some_and(|x| !x.is_empty());
+    if !ml.transfer_logging
+        || o.dry_run
+        || !format_has(&ml.format, b'i')
+        || (significant == 0 && !has_xname)
+    {
+        return;
+    }
+    let Some(entry) = snap.entry(it.entry) else {
+        return;
+    };
+    let mtime = timestring(entry.mtime());
+    let path = list.module_path(it);
+    let is_link = entry.mode() & S_IFMT == S_IFLNK;
+    let f = FileFacts {
+        name: list.name(it),
+        path: &path,
+        mode: entry.mode(),
+        len: entry.size(),
+        mtime: &mtime,
+        uid: entry.uid(),
+        gid: entry.gid(),
+        link: is_link.then(|| entry.link_target()),
+        hlink: xname,
+        iflags: u32::from(iflags),
+        bytes_sent: 0,
+        sum_bytes: 0,
+    };
+    log_transfer(
+        &s.state,
+        module,
+        &s.peer,
+        s.user.as_deref(),
+        (o.times, o.owner, o.group),
+        &f,
+    );
+}
+
+/// Whether a format uses escape `esc` (mirrors log.c `log_format_has()`).
+pub fn format_has(format: &[u8], esc: u8) -> bool {
+    let mut i = 0;
+    while let Some(p) = format[i..].iter().position(|&b| b == b'%') {
+        i += p + 1;
+        while matches!(format.get(i), Some(b'\'') | Some(b'-'))
+            || format.get(i).is_some_and(u8::is_ascii_digit)
+        {
+            i += 1;
+        }
+        match format.get(i) {
+            None => return false,
+            Some(&c) if c == esc => return true,
+            Some(_) => {}
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -865,6 +946,7 @@ mod tests {
             uid: 1000,
             gid: 100,
             link: None,
+            hlink: None,
             iflags: ITEM_TRANSFER | ITEM_IS_NEW,
             bytes_sent: 2048,
             sum_bytes: 16,
@@ -942,6 +1024,9 @@ mod tests {
         f.link = Some(b"target");
         assert_eq!(format_line(b"%n%L", &s, &f), b"l -> target");
         assert_eq!(format_line(b"%n%8L|", &s, &f), b"l ->   target|");
+        f.mode = 0o100644;
+        f.hlink = Some(b"first");
+        assert_eq!(format_line(b"%n%L", &s, &f), b"l => first");
     }
 
     #[test]
@@ -1012,6 +1097,14 @@ mod tests {
         assert_eq!(escape_controls(b"\x85\xc3\xa9"), b"\\#205\xc3\xa9");
         assert_eq!(escape_controls(b"x\\#123"), b"x\\#134#123");
         assert_eq!(escape_controls(b"x\\#12"), b"x\\#12");
+    }
+
+    #[test]
+    fn format_has_finds_escapes() {
+        assert!(format_has(b"%o %i %n", b'i'));
+        assert!(format_has(b"%-10i", b'i'));
+        assert!(!format_has(DEFAULT_LOG_FORMAT.as_bytes(), b'i'));
+        assert!(!format_has(b"i %", b'i'));
     }
 
     #[test]

@@ -802,6 +802,7 @@ fn transfer_loop(
                     }
                 }
                 if r.iflags & ITEM_TRANSFER == 0 || o.dry_run {
+                    crate::logging::log_unsent(s, module, list, &it, snap, r.iflags, r.xname.as_deref(), o);
                     if p >= 29 {
                         s.out.data(&echo)?;
                         x.ndx_out = ndx_next;
