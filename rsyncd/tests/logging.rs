@@ -105,6 +105,7 @@ fn transfer_log_lines_match_stock_format() {
     std::fs::write(root.join("a.txt"), b"hello").unwrap();
     std::fs::write(root.join("sub/b.bin"), vec![1u8; 3000]).unwrap();
     std::fs::write(root.join("bad\nname"), b"xy").unwrap();
+    std::os::unix::fs::symlink("b.bin", root.join("sub/lnk")).unwrap();
     std::fs::set_permissions(
         root.join("sub/b.bin"),
         std::fs::Permissions::from_mode(0o640),
@@ -141,7 +142,7 @@ fn transfer_log_lines_match_stock_format() {
             "send UNDETERMINED [127.0.0.1] plain () a.txt 5",
             "send UNDETERMINED [127.0.0.1] plain () bad\\#012name 2",
             "send UNDETERMINED [127.0.0.1] plain () sub/b.bin 3000",
-            "sent * total size 3007",
+            "sent * total size 3012",
         ]
     );
 
@@ -151,8 +152,8 @@ fn transfer_log_lines_match_stock_format() {
     let lines = log_lines(&global_log, 9);
     assert_eq!(lines.len(), 9, "{lines:?}");
     assert_eq!(lines[8], "connect from UNDETERMINED (127.0.0.1)");
-    let lines = log_lines(&custom_log, 5);
-    assert_eq!(lines.len(), 5, "{lines:?}");
+    let lines = log_lines(&custom_log, 7);
+    assert_eq!(lines.len(), 7, "{lines:?}");
     assert_eq!(
         lines[0],
         "rsync allowed access on module custom from UNDETERMINED (127.0.0.1)"
@@ -162,8 +163,27 @@ fn transfer_log_lines_match_stock_format() {
         "rsync on custom/sub from UNDETERMINED (127.0.0.1)"
     );
     assert_eq!(lines[2], "building file list");
-    assert_eq!(lines[4], "sent * total size 3000");
-    let f: Vec<&str> = lines[3].split('|').collect();
+    // With %i in the format, items without data are logged too (maybe_log_item).
+    let dir_line: Vec<&str> = lines[3].split('|').collect();
+    let dir_len = std::fs::metadata(root.join("sub"))
+        .unwrap()
+        .len()
+        .to_string();
+    assert_eq!(
+        dir_line[..5],
+        ["send", "cd+++++++++", "sub/", "sub", dir_len.as_str()],
+        "{lines:?}"
+    );
+    assert_eq!(dir_line[5..7], ["0", "0"], "no data for a directory");
+    let link_line: Vec<&str> = lines[5].split('|').collect();
+    assert_eq!(
+        link_line[..3],
+        ["send", "cL+++++++++", "sub/lnk"],
+        "{lines:?}"
+    );
+    assert_eq!(link_line[14], " -> b.bin");
+    assert_eq!(lines[6], "sent * total size 3005");
+    let f: Vec<&str> = lines[4].split('|').collect();
     assert_eq!(f[0], "send");
     assert_eq!(f[1], "<f+++++++++");
     assert_eq!(f[2], "sub/b.bin");
@@ -195,19 +215,19 @@ fn transfer_log_lines_match_stock_format() {
             "rsync allowed access on module quiet from UNDETERMINED (127.0.0.1)",
             "rsync on quiet/ from UNDETERMINED (127.0.0.1)",
             "building file list",
-            "sent * total size 3007",
+            "sent * total size 3012",
         ]
     );
     std::thread::sleep(Duration::from_millis(200));
-    let lines = log_lines(&custom_log, 9);
-    assert_eq!(lines.len(), 9, "{lines:?}");
+    let lines = log_lines(&custom_log, 11);
+    assert_eq!(lines.len(), 11, "{lines:?}");
     assert_eq!(
-        lines[5..],
+        lines[7..],
         [
             "rsync allowed access on module custom from UNDETERMINED (127.0.0.1)",
             "rsync on custom/sub from UNDETERMINED (127.0.0.1)",
             "building file list",
-            "sent * total size 3000",
+            "sent * total size 3005",
         ]
     );
 }
