@@ -42,7 +42,14 @@ fn start(conf: &Path, state: &Path) -> Daemon {
 
 fn pull(d: &Daemon, src: &str, dest: &Path) {
     let out = Command::new("rsync")
-        .args(["-a", &format!("rsync://127.0.0.1:{}/{src}", d.port)])
+        .env("RSYNC_PASSWORD", "sekrit")
+        .args([
+            "-a",
+            &format!(
+                "rsync://{src}",
+                src = src.replace("HOST", &format!("127.0.0.1:{}", d.port))
+            ),
+        ])
         .arg(dest)
         .output()
         .expect("run rsync");
@@ -114,6 +121,9 @@ fn transfer_log_lines_match_stock_format() {
     let global_log = dir.path().join("rsyncd.log");
     let custom_log = dir.path().join("custom.log");
     let conf = dir.path().join("rsyncd.conf");
+    let secrets = dir.path().join("secrets");
+    std::fs::write(&secrets, "alice:sekrit\n").unwrap();
+    std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     std::fs::write(
         &conf,
         format!(
@@ -121,16 +131,19 @@ fn transfer_log_lines_match_stock_format() {
              [plain]\n    path = {root}\n    transfer logging = yes\n\n\
              [custom]\n    path = {root}\n    transfer logging = yes\n    log file = {}\n\
              \x20   log format = %o|%i|%n|%f|%l|%b|%c|%B|%10l|%-4m|%P|%u|%a|%h|%L|%%\n\n\
-             [quiet]\n    path = {root}\n",
+             [quiet]\n    path = {root}\n\n\
+             [auth]\n    path = {root}\n    transfer logging = yes\n    auth users = alice\n\
+             \x20   secrets file = {secrets}\n",
             global_log.display(),
             custom_log.display(),
-            root = root.display()
+            root = root.display(),
+            secrets = secrets.display()
         ),
     )
     .unwrap();
     let d = start(&conf, &dir.path().join("state"));
 
-    pull(&d, "plain/", &dir.path().join("out1"));
+    pull(&d, "HOST/plain/", &dir.path().join("out1"));
     let lines = log_lines(&global_log, 8);
     assert_eq!(
         lines,
@@ -148,7 +161,7 @@ fn transfer_log_lines_match_stock_format() {
 
     // A sub-path pull into a module with its own log file and format: the
     // connect line stays in the global log, the rest goes to the module's.
-    pull(&d, "custom/sub", &dir.path().join("out2"));
+    pull(&d, "HOST/custom/sub", &dir.path().join("out2"));
     let lines = log_lines(&global_log, 9);
     assert_eq!(lines.len(), 9, "{lines:?}");
     assert_eq!(lines[8], "connect from UNDETERMINED (127.0.0.1)");
@@ -204,8 +217,8 @@ fn transfer_log_lines_match_stock_format() {
 
     // An unchanged file is not transferred and not logged; a module without
     // transfer logging logs only the session lines.
-    pull(&d, "custom/sub", &dir.path().join("out2"));
-    pull(&d, "quiet/", &dir.path().join("out3"));
+    pull(&d, "HOST/custom/sub", &dir.path().join("out2"));
+    pull(&d, "HOST/quiet/", &dir.path().join("out3"));
     let lines = log_lines(&global_log, 15);
     assert_eq!(lines.len(), 15, "{lines:?}");
     assert_eq!(
@@ -228,6 +241,42 @@ fn transfer_log_lines_match_stock_format() {
             "rsync on custom/sub from UNDETERMINED (127.0.0.1)",
             "building file list",
             "sent * total size 3005",
+        ]
+    );
+
+    // An authenticated pull shows the user in the request line and as %u;
+    // -s (secluded arguments) still logs the real request.
+    pull(&d, "alice@HOST/auth/a.txt", &dir.path().join("out4"));
+    let out = Command::new("rsync")
+        .env("RSYNC_PASSWORD", "sekrit")
+        .args([
+            "-as",
+            &format!("rsync://alice@127.0.0.1:{}/auth/sub/b.bin", d.port),
+        ])
+        .arg(dir.path().join("out5"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = log_lines(&global_log, 27);
+    assert_eq!(
+        lines[15..],
+        [
+            "connect from UNDETERMINED (127.0.0.1)",
+            "rsync allowed access on module auth from UNDETERMINED (127.0.0.1)",
+            "rsync on auth/a.txt from alice@UNDETERMINED (127.0.0.1)",
+            "building file list",
+            "send UNDETERMINED [127.0.0.1] auth (alice) a.txt 5",
+            "sent * total size 5",
+            "connect from UNDETERMINED (127.0.0.1)",
+            "rsync allowed access on module auth from UNDETERMINED (127.0.0.1)",
+            "rsync on auth/sub/b.bin from alice@UNDETERMINED (127.0.0.1)",
+            "building file list",
+            "send UNDETERMINED [127.0.0.1] auth (alice) sub/b.bin 3000",
+            "sent * total size 3000",
         ]
     );
 }

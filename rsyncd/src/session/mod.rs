@@ -331,7 +331,7 @@ impl Session {
             Err(ArgError::Push) => return self.refuse_push(&first, second.as_deref()),
             Err(e) => return self.refuse(e),
         };
-        crate::logging::log_request(&self.state, &module, &self.peer, self.user.as_deref(), &first);
+        crate::logging::log_request(&self.state, &module, &self.peer, self.user.as_deref(), second.as_deref().unwrap_or(&first));
         // The handshake deadline ends here; the idle timeout takes over:
         // the module's `timeout` if it is set and smaller than the client's
         // `--timeout` (or the client gave none), as stock's io_timeout.
