@@ -316,6 +316,7 @@ fn main() -> anyhow::Result<()> {
         println!("config OK: {} module(s)", cfg.modules.len());
         return Ok(());
     }
+    rsyncd::logging::install(&cfg);
     if let Mode::Stdio(m) = mode {
         let code = serve_stdio(&cfg, m)?;
         std::process::exit(code);

@@ -108,11 +108,11 @@ pub struct Global {
     pub motd_file: Option<PathBuf>,
     /// `pid file` (not yet supported).
     pub pid_file: Option<PathBuf>,
-    /// `log file` as set in the global context (not yet supported).
+    /// `log file` as set in the global context.
     pub log_file: Option<PathBuf>,
-    /// `syslog facility` as set in the global context (not yet supported).
+    /// `syslog facility` as set in the global context.
     pub syslog_facility: String,
-    /// `syslog tag` as set in the global context (not yet supported).
+    /// `syslog tag` as set in the global context.
     pub syslog_tag: String,
     /// `socket options` (not yet supported).
     pub socket_options: Option<String>,
@@ -211,15 +211,15 @@ pub struct Module {
     pub dont_compress: Vec<String>,
     /// `timeout` in seconds, 0 = none: bounds the handshake and idle I/O.
     pub timeout: u32,
-    /// `transfer logging` (not yet supported).
+    /// `transfer logging`.
     pub transfer_logging: bool,
-    /// `log format` (not yet supported).
+    /// `log format`.
     pub log_format: String,
-    /// `log file` (not yet supported).
+    /// `log file`.
     pub log_file: Option<PathBuf>,
-    /// `syslog facility` (not yet supported).
+    /// `syslog facility`.
     pub syslog_facility: String,
-    /// `syslog tag` (not yet supported).
+    /// `syslog tag`.
     pub syslog_tag: String,
     /// `max verbosity` (default 1; not yet supported).
     pub max_verbosity: i32,

@@ -393,7 +393,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::LogFormat,
@@ -401,7 +401,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Str(DEFAULT_LOG_FORMAT),
-        NotYet,
+        Yes,
     ),
     def(P::Name, "name", L, Kind::Str, DefaultValue::Null, Yes),
     def(
@@ -458,7 +458,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Str("rsyncd"),
-        NotYet,
+        Yes,
     ),
     def(P::Uid, "uid", L, Kind::Str, DefaultValue::Null, Yes),
     def(P::Path, "path", L, Kind::Path, DefaultValue::Null, Yes),
@@ -500,7 +500,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Enum,
         DefaultValue::Enum("daemon"),
-        NotYet,
+        Yes,
     ),
     def(
         P::FakeSuper,
@@ -580,7 +580,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool,
         DefaultValue::Bool(false),
-        NotYet,
+        Yes,
     ),
     def(
         P::WriteOnly,

@@ -99,6 +99,9 @@ pub fn serve_conns(
     state: Arc<ServerState>,
     listener: usize,
 ) -> Result<(), SessionError> {
+    if let Some(p) = &peer {
+        crate::logging::log_connect(p);
+    }
     let settings = state.settings.clone();
     let deadline = Instant::now() + settings.handshake_timeout;
     let raw = RawInput::new(input, ReadLimits { deadline: Some(deadline), idle: None });
@@ -252,6 +255,7 @@ impl Session {
     /// The rest of [`Self::admit`] once the host ACL passed.
     fn admit_checked(&mut self, module: &Arc<ModuleRuntime>, shown_addr: &str) -> Result<(), SessionError> {
         let rules = &module.rules;
+        crate::logging::log_allowed(&self.state, module, &self.peer.unwrap_or_else(crate::logging::unknown_peer));
         match claim_connection(&rules.lock_file, rules.max_connections) {
             Ok(slot) => self._slot = slot,
             Err(e) => {
@@ -365,6 +369,7 @@ impl Session {
             Err(ArgError::Push) => return self.refuse_push(&first, second.as_deref()),
             Err(e) => return self.refuse(e),
         };
+        crate::logging::log_request(&self.state, &module, &self.peer.unwrap_or_else(crate::logging::unknown_peer), self.user.as_deref(), second.as_deref().unwrap_or(&first));
         // The handshake deadline ends here; the idle timeout takes over:
         // the module's `timeout` if it is set and smaller than the client's
         // `--timeout` (or the client gave none), as stock's io_timeout.

@@ -496,6 +496,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         encode_stats(&mut b, &stats, p);
         s.out.data(&b)?;
         s.out.flush()?;
+        crate::logging::log_summary(s, &module, &stats);
         // read_final_goodbye()
         wait_done(s, &rx, idle, &mut xfer)?;
         if p >= 31 {
@@ -801,6 +802,7 @@ fn transfer_loop(
                     }
                 }
                 if r.iflags & ITEM_TRANSFER == 0 || o.dry_run {
+                    crate::logging::log_unsent(s, module, list, &it, snap, r.iflags, r.xname.as_deref(), o);
                     if p >= 29 {
                         s.out.data(&echo)?;
                         x.ndx_out = ndx_next;
@@ -810,12 +812,13 @@ fn transfer_loop(
                 let Some(entry) = snap.entry(it.entry).filter(|e| e.is_file()) else {
                     return fatal(s, Rerr::Protocol, &format!("received request to transfer non-regular file: {} [sender]", r.ndx));
                 };
-                let _ = entry;
                 let Some((head, blocks)) = r.sums else {
                     return fatal(s, Rerr::Protocol, "missing sum head [sender]");
                 };
+                let queued = crate::logging::queued(s);
                 if send_file(s, module, list, &it, r.ndx, &echo, head, blocks, x, io_error)? {
                     x.ndx_out = ndx_next;
+                    crate::logging::log_sent(s, module, list, &it, &entry, r.iflags, &head, queued, o);
                 }
             }
         }
