@@ -818,12 +818,13 @@ pub(crate) fn log_sent(
         return;
     }
     let mtime = timestring(entry.mtime());
-    let path = list.module_path(it);
+    let name = list.name(it, entry);
+    let path = crate::session::flist::join(&list.roots[it.root as usize], &name);
     // %c: the sum head (4 ints) and one weak + strong sum per block, as read.
     let sum_bytes = 16
         + u64::try_from(head.count).unwrap_or(0) * (4 + u64::try_from(head.s2length).unwrap_or(0));
     let f = FileFacts {
-        name: list.name(it),
+        name: &name,
         path: &path,
         mode: entry.mode(),
         len: entry.size(),
@@ -877,10 +878,11 @@ pub(crate) fn log_unsent(
         return;
     };
     let mtime = timestring(entry.mtime());
-    let path = list.module_path(it);
+    let name = list.name(it, &entry);
+    let path = crate::session::flist::join(&list.roots[it.root as usize], &name);
     let is_link = entry.mode() & S_IFMT == S_IFLNK;
     let f = FileFacts {
-        name: list.name(it),
+        name: &name,
         path: &path,
         mode: entry.mode(),
         len: entry.size(),

@@ -6,6 +6,8 @@
 //! expansion) and `exclude.c` filter application — but every lookup goes to
 //! the snapshot: no stat() and no readdir() on the module tree.
 
+use std::borrow::Cow;
+
 use filelist_cache::{EntryRef, Snapshot, WalkControl};
 use protocol::args::ServerOptions;
 use protocol::filter::{FilterDecision, FilterList};
@@ -34,9 +36,14 @@ pub struct ListItem {
     pub top_dir: bool,
     /// Directory sent without its contents (XMIT_NO_CONTENT_DIR).
     pub no_content: bool,
+    /// The name is not stored: `name_off`/`name_len` give the parent
+    /// directory's wire name and the item's wire name is that joined with the
+    /// snapshot entry's basename (incremental sub-list non-directories).
+    derived: bool,
 }
 
-/// The sorted list, with names stored in one buffer.
+/// The sorted list, with names stored in one buffer (except derived names,
+/// which are the parent's stored name plus the snapshot entry's basename).
 #[derive(Debug, Default)]
 pub struct FileList {
     /// Items in wire (sorted) order; the ndx of an item is its position.
@@ -47,20 +54,43 @@ pub struct FileList {
 }
 
 impl FileList {
-    /// The wire name of item `i`.
-    pub fn name(&self, it: &ListItem) -> &[u8] {
-        &self.names[it.name_off as usize..(it.name_off + it.name_len) as usize]
+    /// The wire name of `it`, whose snapshot entry is `entry`
+    /// (`entry.index() == it.entry`, from the snapshot the list was built from).
+    pub fn name<'s>(&'s self, it: &ListItem, entry: &EntryRef<'_>) -> Cow<'s, [u8]> {
+        let stored = &self.names[it.name_off as usize..(it.name_off + it.name_len) as usize];
+        if !it.derived {
+            return Cow::Borrowed(stored);
+        }
+        let base = entry.name();
+        if stored == b"." {
+            return Cow::Owned(base.to_vec());
+        }
+        let mut n = Vec::with_capacity(stored.len() + 1 + base.len());
+        n.extend_from_slice(stored);
+        n.push(b'/');
+        n.extend_from_slice(base);
+        Cow::Owned(n)
+    }
+
+    /// The wire name of `it`, looking its entry up in `snap` (the snapshot
+    /// the list was built from).
+    pub fn name_in<'s>(&'s self, snap: &Snapshot, it: &ListItem) -> Cow<'s, [u8]> {
+        match snap.entry(it.entry) {
+            Some(e) => self.name(it, &e),
+            // Cannot happen for a list built from `snap`; derived names need the entry.
+            None => Cow::Borrowed(&self.names[it.name_off as usize..(it.name_off + it.name_len) as usize]),
+        }
     }
 
     /// Module-relative path of an item.
-    pub fn module_path(&self, it: &ListItem) -> Vec<u8> {
-        join(&self.roots[it.root as usize], self.name(it))
+    pub fn module_path(&self, snap: &Snapshot, it: &ListItem) -> Vec<u8> {
+        join(&self.roots[it.root as usize], &self.name_in(snap, it))
     }
 
     fn push(&mut self, entry: u32, name: &[u8], root: u32, top_dir: bool, no_content: bool) {
         let name_off = self.names.len() as u32;
         self.names.extend_from_slice(name);
-        self.items.push(ListItem { entry, name_off, name_len: name.len() as u32, root, top_dir, no_content });
+        self.items.push(ListItem { entry, name_off, name_len: name.len() as u32, root, top_dir, no_content, derived: false });
     }
 
     fn root_index(&mut self, dir: &[u8]) -> u32 {
@@ -609,13 +639,14 @@ impl<'a> BuildCtx<'a> {
         let snap = self.snap;
         let is_dir = |it: &ListItem| snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false);
         let sorted = list.items.windows(2).all(|w| {
-            f_name_cmp(list.name(&w[0]), is_dir(&w[0]), list.name(&w[1]), is_dir(&w[1]), p) != std::cmp::Ordering::Greater
+            f_name_cmp(&list.name_in(snap, &w[0]), is_dir(&w[0]), &list.name_in(snap, &w[1]), is_dir(&w[1]), p)
+                != std::cmp::Ordering::Greater
         });
         if sorted {
             return;
         }
         let mut items = std::mem::take(&mut list.items);
-        items.sort_by(|a, b| f_name_cmp(list.name(a), is_dir(a), list.name(b), is_dir(b), p));
+        items.sort_by(|a, b| f_name_cmp(&list.name_in(snap, a), is_dir(a), &list.name_in(snap, b), is_dir(b), p));
         list.items = items;
     }
 }
@@ -630,6 +661,57 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Incremental sub-lists derive non-directory names from the parent's
+    /// stored name; every name must equal the one the flat builder stores.
+    #[test]
+    fn incremental_names_match_flat_names() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("m");
+        for dir in ["a/b/c", "a/e", "z"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for f in ["top", "a/f1", "a/b/f2", "a/b/c/f3", "a/b/c/f4", "z/f5"] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        let snap_path = d.path().join("s.snap");
+        let bo = filelist_cache::BuildOptions { one_file_system: true, generation: 1 };
+        filelist_cache::build_snapshot(&root, &snap_path, &bo).unwrap();
+        let snap = Snapshot::open(&snap_path).unwrap();
+        let mut opts = ServerOptions::default();
+        opts.recursive = true;
+        let empty = FilterList::default();
+        let ctx = BuildCtx {
+            inc_first: false,
+            snap: &snap,
+            module: "m",
+            opts: &opts,
+            client_filter: &empty,
+            daemon_filter: &empty,
+            protocol: 31,
+            visible: &|_| true,
+            cvs: None,
+        };
+        for arg in [&b"."[..], b"a", b"a/", b"a/b"] {
+            let args = vec![arg.to_vec()];
+            let flat = ctx.build(&args).list;
+            let mut want: Vec<(Vec<u8>, Vec<u8>)> =
+                flat.items.iter().map(|it| (flat.name_in(&snap, it).into_owned(), flat.module_path(&snap, it))).collect();
+            let (inc, _, _) = ctx.build_incremental(&args);
+            let mut got = Vec::new();
+            let mut derived = 0;
+            for l in &inc.lists {
+                for it in &l.items {
+                    derived += usize::from(it.derived);
+                    got.push((inc.names.name_in(&snap, it).into_owned(), inc.names.module_path(&snap, it)));
+                }
+            }
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "arg {:?}", String::from_utf8_lossy(arg));
+            assert!(derived > 0, "arg {:?}: no derived names", String::from_utf8_lossy(arg));
+        }
+    }
 
     #[test]
     fn sanitize_matches_stock_rules() {
@@ -733,13 +815,13 @@ impl<'a> BuildCtx<'a> {
                 it.no_content = false;
             }
         }
-        let first_parent = first_items.first().copied().filter(|it| names.name(it) == b".");
+        let first_parent = first_items.first().copied().filter(|it| names.name_in(self.snap, it).as_ref() == b".");
         let mut lists = vec![SubList { ndx_start: 1, parent: first_parent, dir_index: None, items: first_items.clone() }];
         let mut dir_flist: Vec<ListItem> = Vec::new();
         let mut todo: Vec<(ListItem, bool)> = Vec::new();
         for it in &first_items {
             if self.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
-                let already = names.name(it) == b".";
+                let already = names.name_in(self.snap, it).as_ref() == b".";
                 dir_flist.push(*it);
                 todo.push((*it, already));
             }
@@ -753,7 +835,11 @@ impl<'a> BuildCtx<'a> {
                 continue;
             }
             let Some(dirent) = self.snap.entry(dir_item.entry) else { continue };
-            let dir_name = names.name(&dir_item).to_vec();
+            let dir_name = names.name_in(self.snap, &dir_item).into_owned();
+            // Stored once for all non-directory children, whose names are
+            // derived from it (`<dir_name>/<basename>`) instead of stored.
+            let dir_off = dir_item.name_off;
+            let dir_len = dir_item.name_len;
             let root = dir_item.root;
             let root_dir = names.roots[root as usize].clone();
             let base_mpath = join(&root_dir, &dir_name);
@@ -774,8 +860,20 @@ impl<'a> BuildCtx<'a> {
                     if cvs_hit || self.daemon_excluded(&mpath, is_dir) || self.client_excluded(&name, &mpath, is_dir) {
                         continue;
                     }
-                    names.push(child.index(), &name, root, false, false);
-                    items.push(*names.items.last().expect("just pushed"));
+                    if is_dir {
+                        names.push(child.index(), &name, root, false, false);
+                        items.push(*names.items.last().expect("just pushed"));
+                    } else {
+                        items.push(ListItem {
+                            entry: child.index(),
+                            name_off: dir_off,
+                            name_len: dir_len,
+                            root,
+                            top_dir: false,
+                            no_content: false,
+                            derived: true,
+                        });
+                    }
                 }
                 names.items.clear();
             }

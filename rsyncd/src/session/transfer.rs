@@ -28,7 +28,7 @@ use protocol::sums::{decode_sum_blocks, decode_sum_head, encode_sum_head, SumBlo
 use protocol::token::{Compression, TokenEncoder};
 use protocol::wire::{put_i32, put_u16, put_varint, put_vstring, Reader};
 
-use super::flist::{full_fname, BuildCtx, FileList, IncLists, IOERR_GENERAL, IOERR_VANISHED};
+use super::flist::{full_fname, join, BuildCtx, FileList, IncLists, IOERR_GENERAL, IOERR_VANISHED};
 use super::io::{Input, InputError};
 use super::{files, with_reader, Session, SessionError};
 use crate::module::ModuleRuntime;
@@ -418,9 +418,10 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
                 total_size += entry_size(&e);
             }
             if o.checksum && e.is_file() {
-                csum = file_checksum(&module, &list_names.module_path(it), neg.file);
+                csum = file_checksum(&module, &list_names.module_path(snap.snapshot(), it), neg.file);
             }
-            let fe = to_file_entry(&e, list_names.name(it), it.top_dir, it.no_content, &o, if o.checksum && e.is_file() { Some(&csum[..]) } else { None });
+            let name = list_names.name(it, &e);
+            let fe = to_file_entry(&e, &name, it.top_dir, it.no_content, &o, if o.checksum && e.is_file() { Some(&csum[..]) } else { None });
             enc.encode_entry(buf, &fe, ndx_start + i as i32, ndx_start, &names);
             if buf.len() >= 64 * 1024 {
                 s.out.data(buf)?;
@@ -816,7 +817,7 @@ fn transfer_loop(
                     return fatal(s, Rerr::Protocol, "missing sum head [sender]");
                 };
                 let queued = crate::logging::queued(s);
-                if send_file(s, module, list, &it, r.ndx, &echo, head, blocks, x, io_error)? {
+                if send_file(s, module, list, &it, &entry, r.ndx, &echo, head, blocks, x, io_error)? {
                     x.ndx_out = ndx_next;
                     crate::logging::log_sent(s, module, list, &it, &entry, r.iflags, &head, queued, o);
                 }
@@ -838,6 +839,7 @@ fn send_file(
     module: &ModuleRuntime,
     list: &FileList,
     it: &super::flist::ListItem,
+    entry: &EntryRef<'_>,
     ndx: i32,
     echo: &[u8],
     head: SumHead,
@@ -845,12 +847,12 @@ fn send_file(
     x: &mut Xfer,
     io_error: &mut i32,
 ) -> Result<bool, SessionError> {
-    let mpath = list.module_path(it);
+    let mpath = join(&list.roots[it.root as usize], &list.name(it, entry));
     let mut file = match module.root.open_file(&mpath).and_then(|f| opened_readable(module, &mpath, f)) {
         Ok(f) => f,
         Err(e) => {
             let root = &list.roots[it.root as usize];
-            let shown = full_fname(root, list.name(it), &module.name);
+            let shown = full_fname(root, &list.name(it, entry), &module.name);
             if files::errno(&e) == libc::ENOENT {
                 *io_error |= IOERR_VANISHED;
                 s.out.msg(MsgCode::Warning, format!("file has vanished: {shown}\n").as_bytes())?;
@@ -884,7 +886,7 @@ fn send_file(
                 let root = &list.roots[it.root as usize];
                 let t = format!(
                     "rsync: [sender] read errors mapping {}: {} ({})\n",
-                    full_fname(root, list.name(it), &module.name),
+                    full_fname(root, &list.name(it, entry), &module.name),
                     files::strerror(&e),
                     files::errno(&e)
                 );
