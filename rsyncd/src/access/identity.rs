@@ -21,9 +21,10 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use crate::session::files::ModuleRoot;
 use std::sync::Arc;
 
 use filelist_cache::EntryRef;
@@ -372,76 +373,23 @@ pub fn module_identity(
 // Applying the rule to a module tree.
 // ---------------------------------------------------------------------------
 
-/// A held `O_PATH` fd of a module root, used to look at the real files when
-/// the snapshot says an entry is hidden (permissions may have been opened up
-/// since the scan) and to re-check what a session opens.
+/// A held fd of a module root, used to look at the real files when the
+/// snapshot says an entry is hidden (permissions may have been opened up
+/// since the scan) and to re-check what a session opens. The confined
+/// lookup itself is [`ModuleRoot::lstat`].
 #[derive(Debug)]
-pub struct RealTree {
-    fd: OwnedFd,
-}
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
-const RESOLVE_NO_SYMLINKS: u64 = 0x04;
-const RESOLVE_BENEATH: u64 = 0x08;
+pub struct RealTree(ModuleRoot);
 
 impl RealTree {
     /// Open the module root.
     pub fn open(path: &Path) -> io::Result<RealTree> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: `c` is NUL-terminated; the fd is checked and owned below.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` is a fresh descriptor we own.
-        Ok(RealTree {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        ModuleRoot::open(path).map(RealTree)
     }
 
     /// `lstat` of a module-relative path, resolved beneath the root with no
     /// symlink in any component (the leaf itself may be a symlink).
     pub fn lstat(&self, rel: &[u8]) -> io::Result<Meta> {
-        let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
-        if rel.starts_with(b"/") || rel.split(|&b| b == b'/').any(|c| c == b"..") {
-            return Err(io::Error::from_raw_os_error(libc::ENOENT));
-        }
-        let c = CString::new(rel).map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
-        let how = OpenHow {
-            flags: (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64,
-            mode: 0,
-            resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-        };
-        // SAFETY: openat2 with a valid dirfd, NUL-terminated path and an
-        // open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                self.fd.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor we own; File only fstats it.
-        let f = unsafe { File::from_raw_fd(fd as i32) };
-        Ok(Meta::of_fs(&f.metadata()?))
+        Ok(Meta::of_fs(&self.0.lstat(rel)?))
     }
 }
 

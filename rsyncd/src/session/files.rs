@@ -32,11 +32,12 @@ impl ModuleRoot {
         Ok(ModuleRoot { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
-    /// Open the regular file at the module-relative path `rel` for reading.
-    /// Fails with ELOOP/EXDEV if any component is a symlink or escapes, and
-    /// with `EINVAL` if the result is not a regular file.
-    pub fn open_file(&self, rel: &[u8]) -> io::Result<File> {
-        if rel.is_empty() || rel.starts_with(b"/") || rel.split(|&b| b == b'/').any(|c| c == b"..") {
+    /// `openat2(2)` of the module-relative path `rel` beneath the root with
+    /// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` and
+    /// `O_NOFOLLOW | O_CLOEXEC` added to `flags`. Absolute paths and `..`
+    /// components are refused as ENOENT; other errors are returned as is.
+    fn open_beneath(&self, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
+        if rel.starts_with(b"/") || rel.split(|&b| b == b'/').any(|c| c == b"..") {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
         let c = CString::new(rel).map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
@@ -50,7 +51,7 @@ impl ModuleRoot {
         const RESOLVE_NO_SYMLINKS: u64 = 0x04;
         const RESOLVE_BENEATH: u64 = 0x08;
         let how = OpenHow {
-            flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK) as u64,
+            flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
             mode: 0,
             resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
         };
@@ -67,16 +68,39 @@ impl ModuleRoot {
             )
         };
         if fd < 0 {
-            let e = io::Error::last_os_error();
-            // Symlink components look like "no such file" to the client:
-            // the snapshot never lists a path through a symlink.
-            if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV)) {
-                return Err(io::Error::from_raw_os_error(libc::ENOENT));
-            }
-            return Err(e);
+            return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` is a fresh descriptor returned by openat2 that we own.
-        let file = unsafe { File::from_raw_fd(fd as i32) };
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    /// `lstat` of a module-relative path (empty = the root), resolved
+    /// beneath the root with no symlink in any component (the leaf itself
+    /// may be a symlink: it is not followed).
+    pub fn lstat(&self, rel: &[u8]) -> io::Result<std::fs::Metadata> {
+        let rel: &[u8] = if rel.is_empty() { b"." } else { rel };
+        File::from(self.open_beneath(rel, libc::O_PATH)?).metadata()
+    }
+
+    /// Open the regular file at the module-relative path `rel` for reading.
+    /// Fails with ENOENT if any component is a symlink or escapes, and
+    /// with `EINVAL` if the result is not a regular file.
+    pub fn open_file(&self, rel: &[u8]) -> io::Result<File> {
+        if rel.is_empty() {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        let fd = match self.open_beneath(rel, libc::O_RDONLY | libc::O_NONBLOCK) {
+            Ok(fd) => fd,
+            Err(e) => {
+                // Symlink components look like "no such file" to the client:
+                // the snapshot never lists a path through a symlink.
+                if matches!(e.raw_os_error(), Some(libc::ELOOP) | Some(libc::EXDEV)) {
+                    return Err(io::Error::from_raw_os_error(libc::ENOENT));
+                }
+                return Err(e);
+            }
+        };
+        let file = File::from(fd);
         let md = file.metadata()?;
         if !md.is_file() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
