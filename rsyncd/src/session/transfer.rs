@@ -126,43 +126,19 @@ fn read_event(input: &mut Input, cfg: &ReaderCfg, ndx_in: &mut NdxState) -> Resu
     Ok(Event::Request(Request { ndx, iflags, fnamecmp_type, xname, sums }))
 }
 
-/// Resolves uid/gid names with the C library, caching results.
+/// Resolves uid/gid names (`access::identity`), caching results per session.
 #[derive(Default)]
 struct SystemNames {
     users: RefCell<HashMap<u32, Option<Vec<u8>>>>,
     groups: RefCell<HashMap<u32, Option<Vec<u8>>>>,
 }
 
-fn lookup_name(id: u32, user: bool) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: getpwuid_r/getgrgid_r write into the provided struct and
-    // buffer, whose sizes we pass; the result pointer is checked before use
-    // and the name is copied out before the buffer is dropped.
-    unsafe {
-        if user {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut res: *mut libc::passwd = std::ptr::null_mut();
-            if libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res) != 0 || res.is_null() {
-                return None;
-            }
-            Some(std::ffi::CStr::from_ptr(pw.pw_name).to_bytes().to_vec())
-        } else {
-            let mut gr: libc::group = std::mem::zeroed();
-            let mut res: *mut libc::group = std::ptr::null_mut();
-            if libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res) != 0 || res.is_null() {
-                return None;
-            }
-            Some(std::ffi::CStr::from_ptr(gr.gr_name).to_bytes().to_vec())
-        }
-    }
-}
-
 impl IdNames for SystemNames {
     fn user_name(&self, uid: u32) -> Option<Vec<u8>> {
-        self.users.borrow_mut().entry(uid).or_insert_with(|| lookup_name(uid, true)).clone()
+        self.users.borrow_mut().entry(uid).or_insert_with(|| crate::access::identity::user_by_uid(uid).map(|u| u.name)).clone()
     }
     fn group_name(&self, gid: u32) -> Option<Vec<u8>> {
-        self.groups.borrow_mut().entry(gid).or_insert_with(|| lookup_name(gid, false)).clone()
+        self.groups.borrow_mut().entry(gid).or_insert_with(|| crate::access::identity::group_name(gid)).clone()
     }
 }
 
