@@ -247,13 +247,12 @@ impl<'a> CvsIgnore<'a> {
         CvsIgnore { root, cache: Default::default() }
     }
 
-    fn rules(&self, snap: &Snapshot, dir: EntryRef<'_>, dir_mpath: &[u8]) -> Option<std::rc::Rc<FilterList>> {
+    fn rules(&self, dir: EntryRef<'_>, dir_mpath: &[u8]) -> Option<std::rc::Rc<FilterList>> {
         if let Some(r) = self.cache.borrow().get(&dir.index()) {
             return r.clone();
         }
         let mut loaded = None;
-        if let Some(f) = dir.child(b".cvsignore").filter(|e| e.is_file()) {
-            let _ = f;
+        if dir.child(b".cvsignore").is_some_and(|e| e.is_file()) {
             let path = join(dir_mpath, b".cvsignore");
             if let Ok(file) = self.root.open_file(&path) {
                 use std::io::Read;
@@ -270,15 +269,14 @@ impl<'a> CvsIgnore<'a> {
                 }
             }
         }
-        let _ = snap;
         self.cache.borrow_mut().insert(dir.index(), loaded.clone());
         loaded
     }
 
     /// Whether `base` (an entry of directory `dir`) is excluded by `dir`'s
     /// `.cvsignore`.
-    pub fn excluded(&self, snap: &Snapshot, dir: EntryRef<'_>, dir_mpath: &[u8], base: &[u8], is_dir: bool) -> bool {
-        match self.rules(snap, dir, dir_mpath) {
+    pub fn excluded(&self, dir: EntryRef<'_>, dir_mpath: &[u8], base: &[u8], is_dir: bool) -> bool {
+        match self.rules(dir, dir_mpath) {
             Some(l) => l.check(base, base, is_dir) == FilterDecision::Exclude,
             None => false,
         }
@@ -354,9 +352,6 @@ impl<'a> BuildCtx<'a> {
     }
 
     fn glob_expand(&self, arg: &[u8], out: &mut Vec<Vec<u8>>) {
-        if arg.is_empty() && out.len() > usize::MAX - 1 {
-            return;
-        }
         let s = sanitize_path(arg, self.opts.relative);
         if !s.iter().any(|c| matches!(c, b'*' | b'?' | b'[')) {
             out.push(s);
@@ -546,8 +541,8 @@ impl<'a> BuildCtx<'a> {
             o.messages.push((MsgCode::Info, format!("skipping directory {}\n", safe_name(&fn_))));
             return;
         }
-        let implied_dirs = opts.relative && (opts.implied_dirs || self.protocol >= 30);
-        if implied_dirs && opts.relative {
+        // flist.c: with -R, protocol >= 30 always sends implied dirs (flagged).
+        if opts.relative && (opts.implied_dirs || self.protocol >= 30) {
             // send_implied_dirs(): every parent of fn_ inside the transfer root.
             let mut p = 0;
             while let Some(i) = fn_[p..].iter().position(|&b| b == b'/') {
@@ -607,7 +602,7 @@ impl<'a> BuildCtx<'a> {
             mpath_buf.extend_from_slice(rel);
             let is_dir = e.is_dir();
             let cvs_hit = match (self.cvs, e.parent()) {
-                (Some(c), Some(parent)) => c.excluded(self.snap, parent, parent_of(&mpath_buf), base_of(&mpath_buf), is_dir),
+                (Some(c), Some(parent)) => c.excluded(parent, parent_of(&mpath_buf), base_of(&mpath_buf), is_dir),
                 _ => false,
             };
             if cvs_hit || self.daemon_excluded(&mpath_buf, is_dir) || self.client_excluded(&name_buf, &mpath_buf, is_dir) {
@@ -856,7 +851,7 @@ impl<'a> BuildCtx<'a> {
                     name.extend_from_slice(child.name());
                     let mpath = join(&base_mpath, child.name());
                     let is_dir = child.is_dir();
-                    let cvs_hit = self.cvs.map(|c| c.excluded(self.snap, dirent, &base_mpath, child.name(), is_dir)).unwrap_or(false);
+                    let cvs_hit = self.cvs.map(|c| c.excluded(dirent, &base_mpath, child.name(), is_dir)).unwrap_or(false);
                     if cvs_hit || self.daemon_excluded(&mpath, is_dir) || self.client_excluded(&name, &mpath, is_dir) {
                         continue;
                     }
