@@ -134,6 +134,11 @@ pub fn serve_conns(
         // reset rather than a clean end of file (which the client would
         // report as exit 12).
         s.input.peek_wait(Duration::from_millis(500));
+        // Then linger as stock does before closing after an error (mirrors
+        // cleanup.c _exit_cleanup: `if (am_server && exit_code) msleep(100)`),
+        // so a client still sending its file list finishes writing and sees
+        // the reset on its next read ("read error"), not mid-write.
+        std::thread::sleep(Duration::from_millis(100));
         return r;
     }
     s.out.shutdown();
