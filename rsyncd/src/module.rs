@@ -65,6 +65,10 @@ pub struct ModuleRuntime {
     pub rules: ModuleRules,
 }
 
+/// Default budget of the shared file-list cache: 256 MiB (a 1M-entry
+/// module's list takes about 60 MB).
+pub const DEFAULT_FLIST_CACHE_BYTES: usize = 256 << 20;
+
 /// Settings every session uses.
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -77,6 +81,9 @@ pub struct SessionSettings {
     pub limits: Limits,
     /// Fixed checksum seed (tests only); `None` draws from the OS CSPRNG.
     pub fixed_seed: Option<i32>,
+    /// Memory budget of the shared encoded file-list cache, in bytes (0
+    /// disables it).
+    pub flist_cache_bytes: usize,
 }
 
 impl Default for SessionSettings {
@@ -86,6 +93,7 @@ impl Default for SessionSettings {
             idle_timeout: Some(Duration::from_secs(600)),
             limits: Limits::default(),
             fixed_seed: None,
+            flist_cache_bytes: DEFAULT_FLIST_CACHE_BYTES,
         }
     }
 }
@@ -114,6 +122,8 @@ pub struct ServerState {
     pub settings: SessionSettings,
     /// The daemon runs as root (secrets-file ownership rule).
     pub daemon_is_root: bool,
+    /// Encoded file lists shared between sessions.
+    pub flist_cache: crate::session::liststream::FlistCache,
 }
 
 impl ServerState {

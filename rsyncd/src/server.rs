@@ -324,7 +324,8 @@ pub fn build_state(
             caps: SessionCaps::new(config.global.max_sessions, config.global.max_sessions_per_host),
         })
         .collect();
-    Ok(ServerState { modules, stores, listeners, motd, settings, daemon_is_root: daemon.is_root() })
+    let flist_cache = crate::session::liststream::FlistCache::new(settings.flist_cache_bytes);
+    Ok(ServerState { modules, stores, listeners, motd, settings, daemon_is_root: daemon.is_root(), flist_cache })
 }
 
 /// Most sessions served at once per listener by default (`max sessions`).

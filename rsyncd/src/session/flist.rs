@@ -87,6 +87,14 @@ impl FileList {
         join(&self.roots[it.root as usize], &self.name_in(snap, it))
     }
 
+    /// Approximate memory held.
+    pub fn footprint(&self) -> usize {
+        std::mem::size_of::<FileList>()
+            + self.items.len() * std::mem::size_of::<ListItem>()
+            + self.names.len()
+            + self.roots.iter().map(|r| r.len() + 24).sum::<usize>()
+    }
+
     fn push(&mut self, entry: u32, name: &[u8], root: u32, top_dir: bool, no_content: bool) {
         let name_off = self.names.len() as u32;
         self.names.extend_from_slice(name);
@@ -779,20 +787,47 @@ impl IncLists {
     }
 }
 
-impl<'a> BuildCtx<'a> {
-    /// Build the lists for incremental recursion (`send_file_list()` with
-    /// `inc_recurse`, then `send_extra_file_list()` until EOF): the first
-    /// list holds the arguments' top entries plus the immediate children of
-    /// `.`-style arguments; then one list per directory in depth-first
-    /// pre-order, siblings in sorted order, each directory's children in
-    /// sorted order. `dir_flist` indexes are assigned as lists are sent.
-    pub fn build_incremental(&self, args: &[Vec<u8>]) -> (IncLists, Vec<(MsgCode, String)>, i32) {
+/// One list produced by [`IncBuilder`].
+#[derive(Debug)]
+pub struct BuiltList {
+    /// The list.
+    pub list: SubList,
+    /// Messages raised while building it (e.g. an unreadable directory), to
+    /// go out before its entries.
+    pub messages: Vec<(MsgCode, String)>,
+    /// IOERR_* bits raised while building it.
+    pub io_error: i32,
+}
+
+/// Produces the lists of an incremental-recursion session one at a time, on
+/// demand (`send_file_list()` with `inc_recurse` for the first list, then
+/// one `send_extra_file_list()` step per call): the first list holds the
+/// arguments' top entries plus the immediate children of `.`-style
+/// arguments; then one list per directory in depth-first pre-order,
+/// siblings in sorted order, each directory's children in sorted order.
+/// `dir_flist` indexes are assigned as lists are produced. Memory held is
+/// the pending-directory stack and the stored directory names, never the
+/// whole tree's entries.
+pub struct IncBuilder<'c, 'a> {
+    ctx: &'c BuildCtx<'a>,
+    names: FileList,
+    first: Option<BuiltList>,
+    /// Pending directories: (dir_flist index, item, contents already sent).
+    stack: Vec<(usize, ListItem, bool)>,
+    /// Entries in `dir_flist` so far.
+    dir_flist_len: usize,
+    next_start: i32,
+}
+
+impl<'c, 'a> IncBuilder<'c, 'a> {
+    /// Build the first list (walking only the arguments' top levels).
+    pub fn new(ctx: &'c BuildCtx<'a>, args: &[Vec<u8>]) -> Self {
         // First list: reuse the flat builder without recursion below the
         // top level of each argument.
-        let mut flat_opts = self.opts.clone();
+        let mut flat_opts = ctx.opts.clone();
         flat_opts.recursive = false;
         flat_opts.dirs = true;
-        let shallow = BuildCtx { opts: &flat_opts, inc_first: true, ..*self };
+        let shallow = BuildCtx { opts: &flat_opts, inc_first: true, ..*ctx };
         let mut first = BuildOutcome::default();
         let mut seen = std::collections::HashSet::new();
         for a in args {
@@ -800,37 +835,60 @@ impl<'a> BuildCtx<'a> {
         }
         shallow.sort(&mut first.list);
         let mut names = first.list;
-        let mut messages = first.messages;
-        let mut io_error = first.io_error;
         // Directories whose contents the first list already carries: the
         // `.` of a dot-dir argument. Every other directory gets a sub-list.
         let mut first_items = std::mem::take(&mut names.items);
         for it in first_items.iter_mut() {
-            if self.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
+            if ctx.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
                 it.no_content = false;
             }
         }
-        let first_parent = first_items.first().copied().filter(|it| names.name_in(self.snap, it).as_ref() == b".");
-        let mut lists = vec![SubList { ndx_start: 1, parent: first_parent, dir_index: None, items: first_items.clone() }];
-        let mut dir_flist: Vec<ListItem> = Vec::new();
+        let first_parent = first_items.first().copied().filter(|it| names.name_in(ctx.snap, it).as_ref() == b".");
         let mut todo: Vec<(ListItem, bool)> = Vec::new();
         for it in &first_items {
-            if self.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
-                let already = names.name_in(self.snap, it).as_ref() == b".";
-                dir_flist.push(*it);
+            if ctx.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
+                let already = names.name_in(ctx.snap, it).as_ref() == b".";
                 todo.push((*it, already));
             }
         }
-        // Depth-first pre-order over the directory tree.
-        let mut stack: Vec<(usize, ListItem, bool)> =
-            todo.iter().enumerate().rev().map(|(i, (it, done))| (i, *it, *done)).collect();
-        let mut next_start = 1 + lists[0].items.len() as i32 + 1;
-        while let Some((dir_index, dir_item, contents_sent)) = stack.pop() {
+        let stack: Vec<(usize, ListItem, bool)> = todo.iter().enumerate().rev().map(|(i, (it, done))| (i, *it, *done)).collect();
+        let next_start = 1 + first_items.len() as i32 + 1;
+        let first = BuiltList {
+            list: SubList { ndx_start: 1, parent: first_parent, dir_index: None, items: first_items },
+            messages: first.messages,
+            io_error: first.io_error,
+        };
+        IncBuilder { ctx, names, first: Some(first), stack, dir_flist_len: todo.len(), next_start }
+    }
+
+    /// Names of every item produced so far (items keep referring to it).
+    pub fn names(&self) -> &FileList {
+        &self.names
+    }
+
+    /// No list is left to produce.
+    pub fn is_done(&self) -> bool {
+        self.first.is_none() && self.stack.iter().all(|&(_, _, sent)| sent)
+    }
+
+    /// Give up the names buffer (after the last list).
+    pub fn into_names(self) -> FileList {
+        self.names
+    }
+
+    /// The next list, or `None` after the last (`NDX_FLIST_EOF`).
+    pub fn next_list(&mut self) -> Option<BuiltList> {
+        if let Some(f) = self.first.take() {
+            return Some(f);
+        }
+        let ctx = self.ctx;
+        while let Some((dir_index, dir_item, contents_sent)) = self.stack.pop() {
             if contents_sent {
                 continue;
             }
-            let Some(dirent) = self.snap.entry(dir_item.entry) else { continue };
-            let dir_name = names.name_in(self.snap, &dir_item).into_owned();
+            let Some(dirent) = ctx.snap.entry(dir_item.entry) else { continue };
+            let names = &mut self.names;
+            let dir_name = names.name_in(ctx.snap, &dir_item).into_owned();
             // Stored once for all non-directory children, whose names are
             // derived from it (`<dir_name>/<basename>`) instead of stored.
             let dir_off = dir_item.name_off;
@@ -839,20 +897,22 @@ impl<'a> BuildCtx<'a> {
             let root_dir = names.roots[root as usize].clone();
             let base_mpath = join(&root_dir, &dir_name);
             let mut items = Vec::new();
+            let mut messages = Vec::new();
+            let mut io_error = 0;
             if dirent.unreadable() {
                 io_error |= IOERR_GENERAL;
                 messages.push((
                     MsgCode::ErrorXfer,
-                    format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(&root_dir, &dir_name, self.module)),
+                    format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(&root_dir, &dir_name, ctx.module)),
                 ));
             } else {
-                for child in dirent.children().filter(|c| (self.visible)(*c)) {
+                for child in dirent.children().filter(|c| (ctx.visible)(*c)) {
                     let mut name = if dir_name == b"." { Vec::new() } else { [dir_name.as_slice(), b"/"].concat() };
                     name.extend_from_slice(child.name());
                     let mpath = join(&base_mpath, child.name());
                     let is_dir = child.is_dir();
-                    let cvs_hit = self.cvs.map(|c| c.excluded(dirent, &base_mpath, child.name(), is_dir)).unwrap_or(false);
-                    if cvs_hit || self.daemon_excluded(&mpath, is_dir) || self.client_excluded(&name, &mpath, is_dir) {
+                    let cvs_hit = ctx.cvs.map(|c| c.excluded(dirent, &base_mpath, child.name(), is_dir)).unwrap_or(false);
+                    if cvs_hit || ctx.daemon_excluded(&mpath, is_dir) || ctx.client_excluded(&name, &mpath, is_dir) {
                         continue;
                     }
                     if is_dir {
@@ -873,16 +933,34 @@ impl<'a> BuildCtx<'a> {
                 names.items.clear();
             }
             let sub_dirs: Vec<ListItem> =
-                items.iter().copied().filter(|it| self.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false)).collect();
+                items.iter().copied().filter(|it| ctx.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false)).collect();
             let len = items.len() as i32;
-            lists.push(SubList { ndx_start: next_start, parent: Some(dir_item), dir_index: Some(dir_index as i32), items });
-            next_start += len + 1;
-            let base = dir_flist.len();
-            dir_flist.extend(sub_dirs.iter().copied());
+            let list = SubList { ndx_start: self.next_start, parent: Some(dir_item), dir_index: Some(dir_index as i32), items };
+            self.next_start += len + 1;
+            let base = self.dir_flist_len;
+            self.dir_flist_len += sub_dirs.len();
             for (k, d) in sub_dirs.iter().enumerate().rev() {
-                stack.push((base + k, *d, false));
+                self.stack.push((base + k, *d, false));
             }
+            return Some(BuiltList { list, messages, io_error });
         }
-        (IncLists { lists, names }, messages, io_error)
+        None
+    }
+}
+
+impl<'a> BuildCtx<'a> {
+    /// All lists of an incremental-recursion session at once (tests and
+    /// tools; sessions stream them with [`IncBuilder`]).
+    pub fn build_incremental(&self, args: &[Vec<u8>]) -> (IncLists, Vec<(MsgCode, String)>, i32) {
+        let mut b = IncBuilder::new(self, args);
+        let mut lists = Vec::new();
+        let mut messages = Vec::new();
+        let mut io_error = 0;
+        while let Some(l) = b.next_list() {
+            lists.push(l.list);
+            messages.extend(l.messages);
+            io_error |= l.io_error;
+        }
+        (IncLists { lists, names: b.into_names() }, messages, io_error)
     }
 }

@@ -28,7 +28,8 @@ use protocol::sums::{decode_sum_blocks, decode_sum_head, encode_sum_head, SumBlo
 use protocol::token::{Compression, TokenEncoder};
 use protocol::wire::{put_i32, put_u16, put_varint, put_vstring, Reader};
 
-use super::flist::{full_fname, join, BuildCtx, FileList, IncLists, IOERR_GENERAL, IOERR_VANISHED};
+use super::flist::{full_fname, join, BuildCtx, FileList, IncBuilder, IOERR_GENERAL, IOERR_VANISHED};
+use super::liststream::{EncodeCtx, ListKey, ListStream, MAX_FILECNT_LOOKAHEAD, MIN_FILECNT_LOOKAHEAD};
 use super::io::{Input, InputError};
 use super::{files, with_reader, Session, SessionError};
 use crate::module::ModuleRuntime;
@@ -351,19 +352,6 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         args = ff_args;
     }
     let inc = compat_flags & compat::CF_INC_RECURSE != 0;
-    let (sent, messages, mut io_error) = if inc {
-        let (l, m, e) = ctx.build_incremental(&args);
-        (Sent::Inc(l), m, e)
-    } else {
-        let b = ctx.build(&args);
-        (Sent::Flat(b.list), b.messages, b.io_error)
-    };
-    let build_ms = t0.elapsed().as_millis().max(1) as i64;
-    let t1 = Instant::now();
-    for (code, text) in &messages {
-        s.out.msg(*code, text.as_bytes())?;
-    }
-
     let fopts = FlistOptions {
         protocol: p,
         varint_flags: varint,
@@ -380,56 +368,40 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         safe_flist: p >= 31 || compat_flags & CF_SAFE_FLIST != 0,
     };
     let names = SystemNames::default();
-    let mut enc = FlistEncoder::new(fopts.clone());
-    let mut ndx_out = NdxState::new(p);
-    let mut buf = Vec::with_capacity(128 * 1024);
-    let mut total_size: i64 = 0;
-    let sent_io_error = if o.ignore_errors { 0 } else { io_error };
-    let list_names = sent.names();
-    let mut encode_list = |s: &mut Session, buf: &mut Vec<u8>, items: &[super::flist::ListItem], ndx_start: i32, enc: &mut FlistEncoder, io_err: i32| -> Result<(), SessionError> {
-        let mut csum = Vec::new();
-        for (i, it) in items.iter().enumerate() {
-            let Some(e) = snap.entry(it.entry) else { continue };
-            if e.is_file() || e.is_symlink() {
-                total_size += entry_size(&e);
-            }
-            if o.checksum && e.is_file() {
-                csum = file_checksum(&module, &list_names.module_path(snap.snapshot(), it), neg.file);
-            }
-            let name = list_names.name(it, &e);
-            let fe = to_file_entry(&e, &name, it.top_dir, it.no_content, &o, if o.checksum && e.is_file() { Some(&csum[..]) } else { None });
-            enc.encode_entry(buf, &fe, ndx_start + i as i32, ndx_start, &names);
-            if buf.len() >= 64 * 1024 {
-                s.out.data(buf)?;
-                buf.clear();
-            }
-        }
-        enc.encode_end(buf, io_err);
-        Ok(())
+    let enc_ctx = EncodeCtx {
+        snap: snap.snapshot(),
+        module: &module,
+        opts: &o,
+        checksum: if o.checksum { Some(neg.file) } else { None },
+        id_names: &names,
+        protocol: p,
+        safe_flist: fopts.safe_flist,
     };
-    match &sent {
-        Sent::Flat(list) => {
-            encode_list(s, &mut buf, &list.items, 0, &mut enc, sent_io_error)?;
-            enc.encode_trailer(&mut buf, sent_io_error, &names);
-        }
-        Sent::Inc(l) => {
-            for (k, sub) in l.lists.iter().enumerate() {
-                if let Some(d) = sub.dir_index {
-                    ndx_out.encode(&mut buf, protocol::ndx::NDX_FLIST_OFFSET - d);
-                }
-                encode_list(s, &mut buf, &sub.items, sub.ndx_start, &mut enc, if k == 0 { sent_io_error } else { 0 })?;
-            }
-            ndx_out.encode(&mut buf, protocol::ndx::NDX_FLIST_EOF);
-        }
-    }
-    s.out.data(&buf)?;
-    buf.clear();
-    if p == 30 && !fopts.safe_flist && sent_io_error != 0 {
-        s.out.msg(MsgCode::IoError, &sent_io_error.to_le_bytes())?;
+    // A list another session already encoded for the same generation,
+    // arguments, options and rules is replayed; otherwise it is built and,
+    // when shareable, recorded for the next session.
+    let state = s.state.clone();
+    let cache = &state.flist_cache;
+    let key = list_key(&module, &snap, &fopts, compat_flags, &o, &parsed.paths, &rules, files_from.is_some());
+    let cached = key.as_ref().and_then(|k| cache.get(k));
+    let record_limit = if key.is_some() { cache.entry_limit() } else { 0 };
+    let mut stream = match cached {
+        Some(c) => ListStream::cached(c),
+        None if inc => ListStream::incremental(IncBuilder::new(&ctx, &args), FlistEncoder::new(fopts.clone()), record_limit),
+        None => ListStream::flat(ctx.build(&args), FlistEncoder::new(fopts.clone()), record_limit),
+    };
+    let mut ndx_out = NdxState::new(p);
+    // The first list (send_file_list()); with incremental recursion, more
+    // lists follow until MIN_FILECNT_LOOKAHEAD files are out.
+    stream.send_next(s, &mut ndx_out, &enc_ctx)?;
+    let build_ms = t0.elapsed().as_millis().max(1) as i64;
+    let t1 = Instant::now();
+    while inc && !stream.eof() && stream.live_files() < MIN_FILECNT_LOOKAHEAD {
+        stream.send_next(s, &mut ndx_out, &enc_ctx)?;
     }
     s.out.flush()?;
     let xfer_ms = t1.elapsed().as_millis() as i64;
-    tracing::info!(module = %module.name, entries = sent.len(), incremental = inc, "file list sent");
+    tracing::debug!(module = %module.name, incremental = inc, cached = stream.from_cache(), "file list started");
 
     // Transfer phase: a reader thread decodes requests while we write.
     let total_read = Arc::new(AtomicU64::new(0));
@@ -460,12 +432,16 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         buf: Vec::with_capacity(256 * 1024),
         file_buf: vec![0u8; 256 * 1024],
     };
-    let result = transfer_loop(s, &module, snap.snapshot(), &sent, &o, &rx, idle, &mut xfer, &mut io_error);
+    let result = transfer_loop(s, &module, snap.snapshot(), &mut stream, &enc_ctx, &o, &rx, idle, &mut xfer);
+    if let (Some(k), Some(lists)) = (key, stream.take_recording()) {
+        cache.insert(k, lists);
+    }
+    tracing::info!(module = %module.name, entries = stream.entries(), incremental = inc, cached = stream.from_cache(), "file list sent");
     let result = result.and_then(|()| {
         let stats = Stats {
             total_read: total_read.load(Ordering::Relaxed).saturating_sub(read_base) as i64,
             total_written: (s.out.total_written() + s.out.pending_len() as u64).saturating_sub(written_base) as i64,
-            total_size,
+            total_size: stream.total_size(),
             flist_buildtime_ms: build_ms,
             flist_xfertime_ms: xfer_ms,
         };
@@ -502,44 +478,52 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     result
 }
 
-/// The list(s) a session sent.
-enum Sent {
-    Flat(FileList),
-    Inc(IncLists),
-}
-
-impl Sent {
-    fn names(&self) -> &FileList {
-        match self {
-            Sent::Flat(l) => l,
-            Sent::Inc(l) => &l.names,
+/// The cache key of a session's file list, or `None` when it cannot be
+/// shared: `-c` (checksums read file data), `-C` (per-directory
+/// `.cvsignore` files are read from disk) and `--files-from` (a private
+/// name list).
+///
+/// The fingerprint covers everything the list's bytes depend on: the
+/// negotiated protocol and compat flags, the encoding options, the
+/// options the builder reads (`BuildCtx` and `to_file_entry`: keep this
+/// in step when they read more), the raw path arguments and the client's
+/// filter rules. Module settings are fixed per module; the generation pins
+/// the tree.
+#[allow(clippy::too_many_arguments)]
+fn list_key(
+    module: &ModuleRuntime,
+    snap: &filelist_cache::Generation,
+    fopts: &FlistOptions,
+    compat_flags: u32,
+    o: &protocol::args::ServerOptions,
+    paths: &[Vec<u8>],
+    rules: &[Vec<u8>],
+    files_from: bool,
+) -> Option<ListKey> {
+    if o.checksum || o.cvs_exclude || files_from || o.files_from.is_some() {
+        return None;
+    }
+    let mut f = Vec::with_capacity(256);
+    let shaping = (
+        o.recursive,
+        o.dirs,
+        o.relative,
+        o.implied_dirs,
+        o.ignore_missing_args,
+        o.secluded_args,
+        o.hard_links,
+        o.ignore_errors,
+        o.use_qsort,
+    );
+    f.extend_from_slice(format!("{compat_flags:x}|{fopts:?}|{shaping:?}|").as_bytes());
+    for list in [paths, rules] {
+        f.extend_from_slice(&(list.len() as u64).to_le_bytes());
+        for a in list {
+            f.extend_from_slice(&(a.len() as u64).to_le_bytes());
+            f.extend_from_slice(a);
         }
     }
-    fn resolve(&self, ndx: i32) -> Option<super::flist::ListItem> {
-        match self {
-            Sent::Flat(l) => usize::try_from(ndx).ok().and_then(|i| l.items.get(i).copied()),
-            Sent::Inc(l) => l.resolve(ndx),
-        }
-    }
-    /// One past the highest valid ndx.
-    fn end_ndx(&self) -> i32 {
-        match self {
-            Sent::Flat(l) => l.items.len() as i32,
-            Sent::Inc(l) => l.lists.last().map(|x| x.ndx_start + x.items.len() as i32).unwrap_or(0),
-        }
-    }
-    fn list_count(&self) -> usize {
-        match self {
-            Sent::Flat(_) => 1,
-            Sent::Inc(l) => l.lists.len(),
-        }
-    }
-    fn len(&self) -> usize {
-        match self {
-            Sent::Flat(l) => l.items.len(),
-            Sent::Inc(l) => l.len(),
-        }
-    }
+    Some(ListKey { module: (module.name.clone(), module.listener), generation: snap.number(), fingerprint: f })
 }
 
 fn read_files_from(r: &mut Reader<'_>, max: usize, maxlen: usize) -> protocol::DecodeResult<Vec<Vec<u8>>> {
@@ -566,7 +550,7 @@ fn read_files_from(r: &mut Reader<'_>, max: usize, maxlen: usize) -> protocol::D
     }
 }
 
-fn entry_size(e: &EntryRef<'_>) -> i64 {
+pub(super) fn entry_size(e: &EntryRef<'_>) -> i64 {
     if e.is_symlink() {
         e.link_target().len() as i64
     } else if e.is_file() || e.is_dir() {
@@ -576,7 +560,7 @@ fn entry_size(e: &EntryRef<'_>) -> i64 {
     }
 }
 
-fn to_file_entry<'a>(
+pub(super) fn to_file_entry<'a>(
     e: &EntryRef<'a>,
     name: &'a [u8],
     top_dir: bool,
@@ -603,7 +587,7 @@ fn to_file_entry<'a>(
     }
 }
 
-fn file_checksum(module: &ModuleRuntime, mpath: &[u8], algo: ChecksumAlgo) -> Vec<u8> {
+pub(super) fn file_checksum(module: &ModuleRuntime, mpath: &[u8], algo: ChecksumAlgo) -> Vec<u8> {
     let mut h = file_list_checksum_hasher(algo);
     let len = algo.digest_len();
     match module.root.open_file(mpath).and_then(|f| opened_readable(module, mpath, f)) {
@@ -643,16 +627,34 @@ struct Xfer {
 }
 
 fn recv(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>) -> Result<Event, SessionError> {
-    // Never block on input while replies sit in our buffer: the client may
-    // be waiting for them before it sends more (io.c flushes likewise).
-    let r = match rx.try_recv() {
-        Ok(ev) => Ok(ev),
-        Err(mpsc::TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
-        Err(mpsc::TryRecvError::Empty) => {
-            s.out.flush()?;
-            match idle {
-                Some(t) => rx.recv_timeout(t),
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    recv_or(s, rx, idle, &mut |_| Ok(false))
+}
+
+/// Next event; while none is waiting, `work` may send more (it returns
+/// whether it did; io.c: perform_io() sends extra file lists while it would
+/// otherwise wait for input).
+fn recv_or(
+    s: &mut Session,
+    rx: &mpsc::Receiver<Event>,
+    idle: Option<Duration>,
+    work: &mut dyn FnMut(&mut Session) -> Result<bool, SessionError>,
+) -> Result<Event, SessionError> {
+    let r = loop {
+        match rx.try_recv() {
+            Ok(ev) => break Ok(ev),
+            Err(mpsc::TryRecvError::Disconnected) => break Err(RecvTimeoutError::Disconnected),
+            Err(mpsc::TryRecvError::Empty) => {
+                if work(s)? {
+                    continue;
+                }
+                // Never block on input while replies sit in our buffer: the
+                // client may be waiting for them before it sends more (io.c
+                // flushes likewise).
+                s.out.flush()?;
+                break match idle {
+                    Some(t) => rx.recv_timeout(t),
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
             }
         }
     };
@@ -709,35 +711,52 @@ fn transfer_loop(
     s: &mut Session,
     module: &ModuleRuntime,
     snap: &Snapshot,
-    sent: &Sent,
+    stream: &mut ListStream<'_, '_>,
+    enc_ctx: &EncodeCtx<'_>,
     o: &protocol::args::ServerOptions,
     rx: &mpsc::Receiver<Event>,
     idle: Option<Duration>,
     x: &mut Xfer,
-    io_error: &mut i32,
 ) -> Result<(), SessionError> {
     let p = s.protocol;
     let max_phase = if p >= 29 { 2 } else { 1 };
     let mut phase = 0;
-    let io_error_at_start = *io_error;
-    let n = sent.end_ndx();
-    let list = sent.names();
-    let mut lists_alive = sent.list_count();
+    // sender.c: send_files() save_io_error; list errors found from here on
+    // count as well as transfer errors.
+    let io_error_at_start = stream.io_error();
+    let mut xfer_io_error = 0;
+    let inc = stream.incremental_mode();
     loop {
-        let ev = recv(s, rx, idle)?;
+        // sender.c: send_extra_file_list(f_out, MIN_FILECNT_LOOKAHEAD)
+        // before each read.
+        while inc && !stream.eof() && stream.live_files() < MIN_FILECNT_LOOKAHEAD {
+            stream.send_next(s, &mut x.ndx_out, enc_ctx)?;
+        }
+        // While waiting for the client, send more lists up to
+        // MAX_FILECNT_LOOKAHEAD files; always when the client holds only one
+        // live list (it cannot retire that one before the next arrives).
+        let ev = {
+            let ndx_out = &mut x.ndx_out;
+            let st = &mut *stream;
+            recv_or(s, rx, idle, &mut |s| {
+                if !inc || st.eof() || (st.live_files() >= MAX_FILECNT_LOOKAHEAD && st.live_lists() > 1) {
+                    return Ok(false);
+                }
+                st.send_next(s, ndx_out, enc_ctx)
+            })?
+        };
+        let n = stream.end_ndx();
         match ev {
             Event::Done => {
                 // sender.c: with inc_recurse each NDX_DONE retires the oldest
                 // list; it is echoed while another list is still alive.
-                if lists_alive > 1 {
-                    lists_alive -= 1;
+                if inc && stream.retire_oldest() {
                     let mut b = Vec::new();
                     x.ndx_out.encode(&mut b, NDX_DONE);
                     s.out.data(&b)?;
                     s.out.flush()?;
                     continue;
                 }
-                lists_alive = 0;
                 phase += 1;
                 if phase > max_phase {
                     break;
@@ -756,7 +775,7 @@ fn transfer_loop(
                 if p < 30 && r.ndx == n && r.iflags == ITEM_IS_NEW {
                     continue; // proto 29 keep-alive
                 }
-                let Some(it) = sent.resolve(r.ndx) else {
+                let Some(it) = stream.resolve(r.ndx) else {
                     return fatal(
                         s,
                         Rerr::Protocol,
@@ -779,7 +798,7 @@ fn transfer_loop(
                     }
                 }
                 if r.iflags & ITEM_TRANSFER == 0 || o.dry_run {
-                    crate::logging::log_unsent(s, module, list, &it, snap, r.iflags, r.xname.as_deref(), o);
+                    crate::logging::log_unsent(s, module, stream.names(), &it, snap, r.iflags, r.xname.as_deref(), o);
                     if p >= 29 {
                         s.out.data(&echo)?;
                         x.ndx_out = ndx_next;
@@ -793,14 +812,15 @@ fn transfer_loop(
                     return fatal(s, Rerr::Protocol, "missing sum head [sender]");
                 };
                 let queued = crate::logging::queued(s);
-                if send_file(s, module, list, &it, &entry, r.ndx, &echo, head, blocks, x, io_error)? {
+                if send_file(s, module, stream.names(), &it, &entry, r.ndx, &echo, head, blocks, x, &mut xfer_io_error)? {
                     x.ndx_out = ndx_next;
-                    crate::logging::log_sent(s, module, list, &it, &entry, r.iflags, &head, queued, o);
+                    crate::logging::log_sent(s, module, stream.names(), &it, &entry, r.iflags, &head, queued, o);
                 }
             }
         }
     }
-    if p >= 30 && *io_error != io_error_at_start && !o.ignore_errors {
+    let io_error = stream.io_error() | xfer_io_error;
+    if p >= 30 && io_error != io_error_at_start {
         s.out.msg(MsgCode::IoError, &io_error.to_le_bytes())?;
     }
     let mut b = Vec::new();
