@@ -50,6 +50,11 @@ struct Cli {
     /// `rescan interval` rescans and `rsyncd refresh`.
     #[arg(long)]
     no_watch: bool,
+    /// Memory for encoded file lists shared between sessions, in MiB (0
+    /// turns the cache off). Identical pulls of one snapshot generation
+    /// replay the cached bytes instead of encoding the list again.
+    #[arg(long, value_name = "MIB", default_value_t = (rsyncd::module::DEFAULT_FLIST_CACHE_BYTES >> 20) as u64)]
+    flist_cache_mb: u64,
     /// More logging (repeat for debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -336,7 +341,11 @@ fn main() -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => default_state_dir(true)?,
     };
-    let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, SessionSettings::default(), port, !cli.no_watch)?);
+    let settings = SessionSettings {
+        flist_cache_bytes: usize::try_from(cli.flist_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        ..SessionSettings::default()
+    };
+    let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, settings, port, !cli.no_watch)?);
     *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.clone(), state_dir.clone()));
     // Watchers and maintenance run for the life of the process.
     let _background = rsyncd::server::start_background(&state);

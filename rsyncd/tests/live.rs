@@ -465,3 +465,176 @@ fn stale_snapshot_vanished_file_then_subdir() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A stock pull of the module into a fresh directory with extra client
+/// options: (exit code, itemized stdout, pulled tree).
+fn pull_with(port: u16, opts: &[&str]) -> (Option<i32>, String, BTreeMap<PathBuf, String>) {
+    let dest = tempfile::tempdir().expect("tempdir");
+    let out = Command::new("rsync")
+        .args(["-a", "-i", "--timeout=30"])
+        .args(opts)
+        .arg(format!("rsync://127.0.0.1:{port}/mod/"))
+        .arg(format!("{}/", dest.path().display()))
+        .output()
+        .expect("run rsync");
+    // The client's generator and receiver both itemize: their lines
+    // interleave differently from run to run, so they are compared sorted.
+    // The line of the destination root itself depends on when the fresh
+    // destination was made (same second as the module root or not): left out.
+    let mut lines: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .expect("utf-8 output")
+        .lines()
+        .filter(|l| !l.ends_with(" ./"))
+        .collect();
+    lines.sort_unstable();
+    (out.status.code(), lines.join("\n"), describe(dest.path()))
+}
+
+/// The `cached=` and `peak_live=` fields of the daemon's "file list sent"
+/// lines, in order.
+fn list_lines(log: &str) -> Vec<(bool, usize)> {
+    log.lines()
+        .filter(|l| l.contains("file list sent"))
+        .map(|l| {
+            let field = |name: &str| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("no {name} in {l}"))
+                    .to_string()
+            };
+            (
+                field("cached=") == "true",
+                field("peak_live=").parse().expect("peak_live"),
+            )
+        })
+        .collect()
+}
+
+fn wait_list_lines(d: &Daemon, n: usize) -> Vec<(bool, usize)> {
+    let t0 = Instant::now();
+    loop {
+        let l = list_lines(&d.log());
+        if l.len() >= n || t0.elapsed() > Duration::from_secs(20) {
+            return l;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Identical pulls share one encoded list: the second is replayed from the
+/// cache and gives the client exactly what the first gave (output and
+/// tree); other options, filters or protocols get their own lists; a new
+/// generation is never answered from an older one's list.
+#[test]
+fn identical_pulls_replay_the_cached_list_and_changes_invalidate_it() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("mod");
+    for d in 0..12 {
+        let dir = root.join(format!("d{d:02}/sub"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..40 {
+            std::fs::write(root.join(format!("d{d:02}/f{f}.txt")), format!("{d}/{f}\n")).unwrap();
+            std::fs::write(dir.join(format!("g{f}.c")), format!("{d}/{f}\n")).unwrap();
+        }
+    }
+    std::fs::hard_link(root.join("d00/f0.txt"), root.join("d11/hl")).unwrap();
+    let state = t.path().join("state");
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    let want = describe(&root);
+    let mut expected_lines = Vec::new();
+    for (opts, label) in [
+        (&[][..], "inc"),
+        (&["--no-inc-recursive"][..], "flat"),
+        (&["--protocol=29"][..], "proto29"),
+        (&["-H"][..], "hardlinks"),
+    ] {
+        let first = pull_with(d.port, opts);
+        let second = pull_with(d.port, opts);
+        assert_eq!(first.0, Some(0), "{label}: first pull failed");
+        assert_eq!(first.2, want, "{label}: first pull");
+        assert_eq!(second.0, first.0, "{label}: exit code of the replayed list");
+        assert_eq!(
+            diff(&second.2, &first.2),
+            "",
+            "{label}: tree from the replayed list"
+        );
+        if second.1 != first.1 {
+            let a: std::collections::BTreeSet<&str> = first.1.lines().collect();
+            let b: std::collections::BTreeSet<&str> = second.1.lines().collect();
+            panic!(
+                "{label}: itemized output differs: only first {:?}, only second {:?}",
+                a.difference(&b).collect::<Vec<_>>(),
+                b.difference(&a).collect::<Vec<_>>()
+            );
+        }
+        expected_lines.extend([false, true]);
+    }
+    // A filter changes the list: not answered from the unfiltered one.
+    let (code, _, tree) = pull_with(d.port, &["--exclude=*.c"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        tree.keys().all(|k| k.extension().is_none_or(|e| e != "c")),
+        "excluded files were sent"
+    );
+    assert!(tree.keys().any(|k| k.ends_with("f3.txt")));
+    expected_lines.push(false);
+    let got: Vec<bool> = wait_list_lines(&d, expected_lines.len())
+        .iter()
+        .map(|l| l.0)
+        .collect();
+    assert_eq!(got, expected_lines, "cache use per pull\n{}", d.log());
+
+    // A change published as a new generation is what the next pull sees.
+    std::fs::write(root.join("d03/new-file"), b"new\n").unwrap();
+    std::fs::remove_file(root.join("d05/f7.txt")).unwrap();
+    std::fs::set_permissions(root.join("d07"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    d.refresh(&state, None);
+    let (code, _, tree) = pull_with(d.port, &[]);
+    assert_eq!(code, Some(0));
+    assert_eq!(diff(&tree, &describe(&root)), "", "pull after the refresh");
+    expected_lines.push(false);
+    let got: Vec<bool> = wait_list_lines(&d, expected_lines.len())
+        .iter()
+        .map(|l| l.0)
+        .collect();
+    assert_eq!(got, expected_lines, "cache use per pull\n{}", d.log());
+}
+
+/// With incremental recursion the daemon sends directory sub-lists as the
+/// client works through them, keeping a bounded window of unfinished lists
+/// (stock's MIN/MAX_FILECNT_LOOKAHEAD), never the whole tree at once.
+#[test]
+fn incremental_lists_stream_in_a_bounded_window() {
+    const DIRS: usize = 30;
+    const PER_DIR: usize = 800;
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("mod");
+    for d in 0..DIRS {
+        let dir = root.join(format!("d{d:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..PER_DIR {
+            std::fs::File::create(dir.join(format!("{f}"))).unwrap();
+        }
+    }
+    let state = t.path().join("state");
+    let d = Daemon::start(&root, &state, &["--no-watch"]);
+    for opts in [&["-n"][..], &[][..]] {
+        let (code, _, _) = pull_with(d.port, opts);
+        assert_eq!(code, Some(0), "pull {opts:?}");
+    }
+    let lines = wait_list_lines(&d, 2);
+    let total = DIRS * (PER_DIR + 1) + 1;
+    for (cached, peak) in &lines {
+        // At most MAX_FILECNT_LOOKAHEAD (10000) files, plus one list that
+        // crossed it, are out before the client retires some.
+        assert!(
+            *peak <= 10_000 + PER_DIR,
+            "peak window {peak} (cached {cached})\n{}",
+            d.log()
+        );
+        assert!(
+            *peak < total / 2,
+            "whole list sent at once: {peak} of {total}"
+        );
+    }
+}

@@ -71,7 +71,11 @@ impl Segment {
         std::mem::size_of::<Segment>()
             + self.body.len()
             + self.items.len() * std::mem::size_of::<ListItem>()
-            + self.messages.iter().map(|(_, m)| m.len() + 16).sum::<usize>()
+            + self
+                .messages
+                .iter()
+                .map(|(_, m)| m.len() + 16)
+                .sum::<usize>()
     }
 }
 
@@ -139,7 +143,10 @@ pub struct CacheStats {
 impl FlistCache {
     /// A cache holding at most `budget` bytes (0 disables it).
     pub fn new(budget: usize) -> FlistCache {
-        FlistCache { budget, inner: Mutex::new(CacheInner::default()) }
+        FlistCache {
+            budget,
+            inner: Mutex::new(CacheInner::default()),
+        }
     }
 
     /// Whether anything can be cached.
@@ -187,8 +194,12 @@ impl FlistCache {
         }
         let mut g = self.lock();
         // Older generations of the module can no longer be asked for.
-        let stale: Vec<ListKey> =
-            g.map.keys().filter(|k| k.module == key.module && k.generation < key.generation).cloned().collect();
+        let stale: Vec<ListKey> = g
+            .map
+            .keys()
+            .filter(|k| k.module == key.module && k.generation < key.generation)
+            .cloned()
+            .collect();
         for k in stale {
             if let Some((e, _)) = g.map.remove(&k) {
                 g.used -= e.bytes;
@@ -198,11 +209,21 @@ impl FlistCache {
             return;
         }
         // A newer generation was cached meanwhile: this one is stale.
-        if g.map.keys().any(|k| k.module == key.module && k.generation > key.generation) {
+        if g.map
+            .keys()
+            .any(|k| k.module == key.module && k.generation > key.generation)
+        {
             return;
         }
         while g.used + lists.bytes > self.budget {
-            let Some(oldest) = g.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else { break };
+            let Some(oldest) = g
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
             if let Some((e, _)) = g.map.remove(&oldest) {
                 g.used -= e.bytes;
             }
@@ -216,7 +237,12 @@ impl FlistCache {
     /// Current counters.
     pub fn stats(&self) -> CacheStats {
         let g = self.lock();
-        CacheStats { entries: g.map.len(), bytes: g.used, hits: g.hits, misses: g.misses }
+        CacheStats {
+            entries: g.map.len(),
+            bytes: g.used,
+            hits: g.hits,
+            misses: g.misses,
+        }
     }
 }
 
@@ -260,6 +286,7 @@ pub struct ListStream<'c, 'a> {
     frozen: Option<Arc<FileList>>,
     window: VecDeque<Arc<Segment>>,
     live_files: usize,
+    peak_live_files: usize,
     /// Recording for the cache: segments so far and their footprint;
     /// `None` when not recording (or given up: too big).
     recording: Option<(Vec<Arc<Segment>>, usize)>,
@@ -274,13 +301,27 @@ pub struct ListStream<'c, 'a> {
 impl<'c, 'a> ListStream<'c, 'a> {
     /// Stream incremental-recursion lists from `builder`; record them for
     /// the cache when `record_limit > 0`.
-    pub fn incremental(builder: IncBuilder<'c, 'a>, enc: FlistEncoder, record_limit: usize) -> Self {
-        Self::new(Producer::Inc(Box::new(builder)), Some(enc), true, record_limit)
+    pub fn incremental(
+        builder: IncBuilder<'c, 'a>,
+        enc: FlistEncoder,
+        record_limit: usize,
+    ) -> Self {
+        Self::new(
+            Producer::Inc(Box::new(builder)),
+            Some(enc),
+            true,
+            record_limit,
+        )
     }
 
     /// Send one non-incremental list.
     pub fn flat(outcome: BuildOutcome, enc: FlistEncoder, record_limit: usize) -> Self {
-        Self::new(Producer::Flat(Some(outcome)), Some(enc), false, record_limit)
+        Self::new(
+            Producer::Flat(Some(outcome)),
+            Some(enc),
+            false,
+            record_limit,
+        )
     }
 
     /// Replay a cached sequence.
@@ -292,7 +333,12 @@ impl<'c, 'a> ListStream<'c, 'a> {
         s
     }
 
-    fn new(producer: Producer<'c, 'a>, enc: Option<FlistEncoder>, inc: bool, record_limit: usize) -> Self {
+    fn new(
+        producer: Producer<'c, 'a>,
+        enc: Option<FlistEncoder>,
+        inc: bool,
+        record_limit: usize,
+    ) -> Self {
         ListStream {
             replay: matches!(producer, Producer::Cached(..)),
             producer,
@@ -301,7 +347,12 @@ impl<'c, 'a> ListStream<'c, 'a> {
             frozen: None,
             window: VecDeque::new(),
             live_files: 0,
-            recording: if record_limit > 0 { Some((Vec::new(), 0)) } else { None },
+            peak_live_files: 0,
+            recording: if record_limit > 0 {
+                Some((Vec::new(), 0))
+            } else {
+                None
+            },
             record_limit,
             io_error: 0,
             total_size: 0,
@@ -323,6 +374,11 @@ impl<'c, 'a> ListStream<'c, 'a> {
     /// Files in lists the client has not retired.
     pub fn live_files(&self) -> usize {
         self.live_files
+    }
+
+    /// Most files that were in unretired lists at once.
+    pub fn peak_live_files(&self) -> usize {
+        self.peak_live_files
     }
 
     /// Lists the client has not retired.
@@ -374,9 +430,14 @@ impl<'c, 'a> ListStream<'c, 'a> {
     pub fn resolve(&self, ndx: i32) -> Option<ListItem> {
         if !self.inc {
             let l = self.window.front()?;
-            return usize::try_from(ndx).ok().and_then(|i| l.items.get(i).copied());
+            return usize::try_from(ndx)
+                .ok()
+                .and_then(|i| l.items.get(i).copied());
         }
-        let i = match self.window.binary_search_by(|l| (l.ndx_start - 1).cmp(&ndx)) {
+        let i = match self
+            .window
+            .binary_search_by(|l| (l.ndx_start - 1).cmp(&ndx))
+        {
             Ok(i) => return self.window[i].parent,
             Err(0) => return None,
             Err(i) => i - 1,
@@ -401,7 +462,12 @@ impl<'c, 'a> ListStream<'c, 'a> {
 
     /// Produce the next list (if any) and send it. Returns false when
     /// nothing was left to send.
-    pub fn send_next(&mut self, s: &mut Session, ndx_out: &mut NdxState, ctx: &EncodeCtx<'_>) -> Result<bool, SessionError> {
+    pub fn send_next(
+        &mut self,
+        s: &mut Session,
+        ndx_out: &mut NdxState,
+        ctx: &EncodeCtx<'_>,
+    ) -> Result<bool, SessionError> {
         let seg = match &mut self.producer {
             Producer::Done => return Ok(false),
             Producer::Cached(lists, next) => {
@@ -436,7 +502,9 @@ impl<'c, 'a> ListStream<'c, 'a> {
                 let recording = self.recording.is_some();
                 let seg = self.encode_and_send(s, seg, ctx, recording, true)?;
                 self.producer = Producer::Done;
-                return self.after_send(s, Arc::new(seg), ndx_out, ctx, true).map(|()| true);
+                return self
+                    .after_send(s, Arc::new(seg), ndx_out, ctx, true)
+                    .map(|()| true);
             }
             Producer::Inc(b) => {
                 let Some(built) = b.next_list() else {
@@ -461,7 +529,9 @@ impl<'c, 'a> ListStream<'c, 'a> {
                 if last {
                     self.finish_production();
                 }
-                return self.after_send(s, Arc::new(seg), ndx_out, ctx, last).map(|()| true);
+                return self
+                    .after_send(s, Arc::new(seg), ndx_out, ctx, last)
+                    .map(|()| true);
             }
         };
         // Cached replay.
@@ -520,30 +590,50 @@ impl<'c, 'a> ListStream<'c, 'a> {
         } else {
             0
         };
-        let enc = self.enc.as_mut().expect("a producing stream has an encoder");
+        let enc = self
+            .enc
+            .as_mut()
+            .expect("a producing stream has an encoder");
         let names_ref: &FileList = match (&self.frozen, &self.producer) {
             (Some(n), _) => n,
             (None, Producer::Inc(b)) => b.names(),
             _ => unreachable_names(),
         };
-        let mut body = Vec::with_capacity(if flat { CHUNK } else { seg.items.len() * 40 + 16 });
+        let mut body = Vec::with_capacity(if flat {
+            CHUNK
+        } else {
+            seg.items.len() * 40 + 16
+        });
         let mut total = 0i64;
         for (i, it) in seg.items.iter().enumerate() {
-            let Some(e) = ctx.snap.entry(it.entry) else { continue };
+            let Some(e) = ctx.snap.entry(it.entry) else {
+                continue;
+            };
             if e.is_file() || e.is_symlink() {
                 total += super::transfer::entry_size(&e);
             }
             let csum;
             let sum = match ctx.checksum {
                 Some(algo) if e.is_file() => {
-                    csum = super::transfer::file_checksum(ctx.module, &names_ref.module_path(ctx.snap, it), algo);
+                    csum = super::transfer::file_checksum(
+                        ctx.module,
+                        &names_ref.module_path(ctx.snap, it),
+                        algo,
+                    );
                     Some(&csum[..])
                 }
                 _ => None,
             };
             let name = names_ref.name(it, &e);
-            let fe = super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, ctx.opts, sum);
-            enc.encode_entry(&mut body, &fe, seg.ndx_start + i as i32, seg.ndx_start, ctx.id_names);
+            let fe =
+                super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, ctx.opts, sum);
+            enc.encode_entry(
+                &mut body,
+                &fe,
+                seg.ndx_start + i as i32,
+                seg.ndx_start,
+                ctx.id_names,
+            );
             if flat && !keep && body.len() >= CHUNK {
                 s.out.data(&body)?;
                 body.clear();
@@ -565,7 +655,13 @@ impl<'c, 'a> ListStream<'c, 'a> {
     }
 
     /// Send an incremental list's header and body.
-    fn header_and_body(&mut self, s: &mut Session, mut seg: Segment, ndx_out: &mut NdxState, keep: bool) -> Result<Segment, SessionError> {
+    fn header_and_body(
+        &mut self,
+        s: &mut Session,
+        mut seg: Segment,
+        ndx_out: &mut NdxState,
+        keep: bool,
+    ) -> Result<Segment, SessionError> {
         if let Some(d) = seg.dir_index {
             let mut b = Vec::new();
             ndx_out.encode(&mut b, NDX_FLIST_OFFSET - d);
@@ -582,7 +678,14 @@ impl<'c, 'a> ListStream<'c, 'a> {
 
     /// Bookkeeping after a list went out: io_error messages, the end of
     /// the lists, the live window, the recording.
-    fn after_send(&mut self, s: &mut Session, seg: Arc<Segment>, ndx_out: &mut NdxState, ctx: &EncodeCtx<'_>, last: bool) -> Result<(), SessionError> {
+    fn after_send(
+        &mut self,
+        s: &mut Session,
+        seg: Arc<Segment>,
+        ndx_out: &mut NdxState,
+        ctx: &EncodeCtx<'_>,
+        last: bool,
+    ) -> Result<(), SessionError> {
         let before = self.io_error;
         self.io_error |= seg.io_error;
         let raised = self.io_error != before;
@@ -606,6 +709,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
         self.total_size += seg.total_size;
         self.entries += seg.items.len();
         self.live_files += seg.items.len();
+        self.peak_live_files = self.peak_live_files.max(self.live_files);
         self.end_ndx = self.end_ndx.max(seg.ndx_start + seg.items.len() as i32);
         self.window.push_back(seg.clone());
         if let Some((segs, bytes)) = &mut self.recording {
@@ -630,11 +734,106 @@ impl<'c, 'a> ListStream<'c, 'a> {
         if bytes > self.record_limit {
             return None;
         }
-        Some(Arc::new(CachedLists { segments, names, inc: self.inc, bytes }))
+        Some(Arc::new(CachedLists {
+            segments,
+            names,
+            inc: self.inc,
+            bytes,
+        }))
     }
 }
 
 fn unreachable_names() -> &'static FileList {
     static EMPTY: std::sync::OnceLock<FileList> = std::sync::OnceLock::new();
     EMPTY.get_or_init(FileList::default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lists(body: usize) -> Arc<CachedLists> {
+        let seg = Segment {
+            ndx_start: 1,
+            parent: None,
+            dir_index: None,
+            items: Vec::new(),
+            messages: Vec::new(),
+            body: vec![0u8; body],
+            io_error: 0,
+            total_size: 0,
+        };
+        let bytes = seg.footprint();
+        Arc::new(CachedLists {
+            segments: vec![Arc::new(seg)],
+            names: Arc::new(FileList::default()),
+            inc: true,
+            bytes,
+        })
+    }
+
+    fn key(module: &str, generation: u64, f: &[u8]) -> ListKey {
+        ListKey {
+            module: (module.to_string(), 0),
+            generation,
+            fingerprint: f.to_vec(),
+        }
+    }
+
+    #[test]
+    fn hit_needs_the_same_module_generation_and_fingerprint() {
+        let c = FlistCache::new(1 << 20);
+        c.insert(key("m", 1, b"a"), lists(100));
+        assert!(c.get(&key("m", 1, b"a")).is_some());
+        assert!(c.get(&key("m", 1, b"b")).is_none());
+        assert!(c.get(&key("m", 2, b"a")).is_none());
+        assert!(c.get(&key("n", 1, b"a")).is_none());
+        assert_eq!(c.stats().hits, 1);
+        assert_eq!(c.stats().misses, 3);
+    }
+
+    #[test]
+    fn a_newer_generation_drops_the_older_ones_of_its_module() {
+        let c = FlistCache::new(1 << 20);
+        c.insert(key("m", 1, b"a"), lists(100));
+        c.insert(key("m", 1, b"b"), lists(100));
+        c.insert(key("other", 1, b"a"), lists(100));
+        c.insert(key("m", 2, b"a"), lists(100));
+        assert!(c.get(&key("m", 1, b"a")).is_none());
+        assert!(c.get(&key("m", 1, b"b")).is_none());
+        assert!(c.get(&key("other", 1, b"a")).is_some());
+        // A late insert for the old generation is not kept.
+        c.insert(key("m", 1, b"c"), lists(100));
+        assert!(c.get(&key("m", 1, b"c")).is_none());
+        assert_eq!(c.stats().entries, 2);
+    }
+
+    #[test]
+    fn the_budget_evicts_least_recently_used_and_refuses_huge_entries() {
+        let one = lists(10_000).bytes;
+        let c = FlistCache::new(one * 4 + one / 2);
+        for f in [b"a", b"b", b"c", b"d"] {
+            c.insert(key("m", 1, f), lists(10_000));
+        }
+        assert!(c.stats().bytes <= one * 4 + one / 2);
+        // Refuse: more than a quarter of the budget.
+        c.insert(key("m", 1, b"big"), lists(one * 2));
+        assert!(c.get(&key("m", 1, b"big")).is_none());
+        // Touch "a" so "b" is the least recently used; a new entry evicts it.
+        assert!(c.get(&key("m", 1, b"a")).is_some());
+        c.insert(key("m", 1, b"e"), lists(10_000));
+        assert!(c.get(&key("m", 1, b"b")).is_none());
+        for f in [b"a", b"c", b"d", b"e"] {
+            assert!(c.get(&key("m", 1, f)).is_some(), "{f:?}");
+        }
+        assert!(c.stats().bytes <= one * 4 + one / 2);
+    }
+
+    #[test]
+    fn a_zero_budget_disables_the_cache() {
+        let c = FlistCache::new(0);
+        c.insert(key("m", 1, b"a"), lists(1));
+        assert!(c.get(&key("m", 1, b"a")).is_none());
+        assert_eq!(c.stats().entries, 0);
+    }
 }

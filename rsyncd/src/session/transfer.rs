@@ -436,7 +436,14 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     if let (Some(k), Some(lists)) = (key, stream.take_recording()) {
         cache.insert(k, lists);
     }
-    tracing::info!(module = %module.name, entries = stream.entries(), incremental = inc, cached = stream.from_cache(), "file list sent");
+    tracing::info!(
+        module = %module.name,
+        entries = stream.entries(),
+        incremental = inc,
+        cached = stream.from_cache(),
+        peak_live = stream.peak_live_files(),
+        "file list sent"
+    );
     let result = result.and_then(|()| {
         let stats = Stats {
             total_read: total_read.load(Ordering::Relaxed).saturating_sub(read_base) as i64,
