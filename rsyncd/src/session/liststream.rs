@@ -71,11 +71,7 @@ impl Segment {
         std::mem::size_of::<Segment>()
             + self.body.len()
             + self.items.len() * std::mem::size_of::<ListItem>()
-            + self
-                .messages
-                .iter()
-                .map(|(_, m)| m.len() + 16)
-                .sum::<usize>()
+            + self.messages.iter().map(|(_, m)| m.len() + 16).sum::<usize>()
     }
 }
 
@@ -143,10 +139,7 @@ pub struct CacheStats {
 impl FlistCache {
     /// A cache holding at most `budget` bytes (0 disables it).
     pub fn new(budget: usize) -> FlistCache {
-        FlistCache {
-            budget,
-            inner: Mutex::new(CacheInner::default()),
-        }
+        FlistCache { budget, inner: Mutex::new(CacheInner::default()) }
     }
 
     /// Whether anything can be cached.
@@ -194,12 +187,7 @@ impl FlistCache {
         }
         let mut g = self.lock();
         // Older generations of the module can no longer be asked for.
-        let stale: Vec<ListKey> = g
-            .map
-            .keys()
-            .filter(|k| k.module == key.module && k.generation < key.generation)
-            .cloned()
-            .collect();
+        let stale: Vec<ListKey> = g.map.keys().filter(|k| k.module == key.module && k.generation < key.generation).cloned().collect();
         for k in stale {
             if let Some((e, _)) = g.map.remove(&k) {
                 g.used -= e.bytes;
@@ -209,19 +197,11 @@ impl FlistCache {
             return;
         }
         // A newer generation was cached meanwhile: this one is stale.
-        if g.map
-            .keys()
-            .any(|k| k.module == key.module && k.generation > key.generation)
-        {
+        if g.map.keys().any(|k| k.module == key.module && k.generation > key.generation) {
             return;
         }
         while g.used + lists.bytes > self.budget {
-            let Some(oldest) = g
-                .map
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone())
-            else {
+            let Some(oldest) = g.map.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone()) else {
                 break;
             };
             if let Some((e, _)) = g.map.remove(&oldest) {
@@ -237,12 +217,7 @@ impl FlistCache {
     /// Current counters.
     pub fn stats(&self) -> CacheStats {
         let g = self.lock();
-        CacheStats {
-            entries: g.map.len(),
-            bytes: g.used,
-            hits: g.hits,
-            misses: g.misses,
-        }
+        CacheStats { entries: g.map.len(), bytes: g.used, hits: g.hits, misses: g.misses }
     }
 }
 
@@ -301,27 +276,13 @@ pub struct ListStream<'c, 'a> {
 impl<'c, 'a> ListStream<'c, 'a> {
     /// Stream incremental-recursion lists from `builder`; record them for
     /// the cache when `record_limit > 0`.
-    pub fn incremental(
-        builder: IncBuilder<'c, 'a>,
-        enc: FlistEncoder,
-        record_limit: usize,
-    ) -> Self {
-        Self::new(
-            Producer::Inc(Box::new(builder)),
-            Some(enc),
-            true,
-            record_limit,
-        )
+    pub fn incremental(builder: IncBuilder<'c, 'a>, enc: FlistEncoder, record_limit: usize) -> Self {
+        Self::new(Producer::Inc(Box::new(builder)), Some(enc), true, record_limit)
     }
 
     /// Send one non-incremental list.
     pub fn flat(outcome: BuildOutcome, enc: FlistEncoder, record_limit: usize) -> Self {
-        Self::new(
-            Producer::Flat(Some(outcome)),
-            Some(enc),
-            false,
-            record_limit,
-        )
+        Self::new(Producer::Flat(Some(outcome)), Some(enc), false, record_limit)
     }
 
     /// Replay a cached sequence.
@@ -333,12 +294,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
         s
     }
 
-    fn new(
-        producer: Producer<'c, 'a>,
-        enc: Option<FlistEncoder>,
-        inc: bool,
-        record_limit: usize,
-    ) -> Self {
+    fn new(producer: Producer<'c, 'a>, enc: Option<FlistEncoder>, inc: bool, record_limit: usize) -> Self {
         ListStream {
             replay: matches!(producer, Producer::Cached(..)),
             producer,
@@ -348,11 +304,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
             window: VecDeque::new(),
             live_files: 0,
             peak_live_files: 0,
-            recording: if record_limit > 0 {
-                Some((Vec::new(), 0))
-            } else {
-                None
-            },
+            recording: if record_limit > 0 { Some((Vec::new(), 0)) } else { None },
             record_limit,
             io_error: 0,
             total_size: 0,
@@ -430,14 +382,9 @@ impl<'c, 'a> ListStream<'c, 'a> {
     pub fn resolve(&self, ndx: i32) -> Option<ListItem> {
         if !self.inc {
             let l = self.window.front()?;
-            return usize::try_from(ndx)
-                .ok()
-                .and_then(|i| l.items.get(i).copied());
+            return usize::try_from(ndx).ok().and_then(|i| l.items.get(i).copied());
         }
-        let i = match self
-            .window
-            .binary_search_by(|l| (l.ndx_start - 1).cmp(&ndx))
-        {
+        let i = match self.window.binary_search_by(|l| (l.ndx_start - 1).cmp(&ndx)) {
             Ok(i) => return self.window[i].parent,
             Err(0) => return None,
             Err(i) => i - 1,
@@ -462,12 +409,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
 
     /// Produce the next list (if any) and send it. Returns false when
     /// nothing was left to send.
-    pub fn send_next(
-        &mut self,
-        s: &mut Session,
-        ndx_out: &mut NdxState,
-        ctx: &EncodeCtx<'_>,
-    ) -> Result<bool, SessionError> {
+    pub fn send_next(&mut self, s: &mut Session, ndx_out: &mut NdxState, ctx: &EncodeCtx<'_>) -> Result<bool, SessionError> {
         let seg = match &mut self.producer {
             Producer::Done => return Ok(false),
             Producer::Cached(lists, next) => {
@@ -502,9 +444,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
                 let recording = self.recording.is_some();
                 let seg = self.encode_and_send(s, seg, ctx, recording, true)?;
                 self.producer = Producer::Done;
-                return self
-                    .after_send(s, Arc::new(seg), ndx_out, ctx, true)
-                    .map(|()| true);
+                return self.after_send(s, Arc::new(seg), ndx_out, ctx, true).map(|()| true);
             }
             Producer::Inc(b) => {
                 let Some(built) = b.next_list() else {
@@ -529,9 +469,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
                 if last {
                     self.finish_production();
                 }
-                return self
-                    .after_send(s, Arc::new(seg), ndx_out, ctx, last)
-                    .map(|()| true);
+                return self.after_send(s, Arc::new(seg), ndx_out, ctx, last).map(|()| true);
             }
         };
         // Cached replay.
@@ -590,20 +528,13 @@ impl<'c, 'a> ListStream<'c, 'a> {
         } else {
             0
         };
-        let enc = self
-            .enc
-            .as_mut()
-            .expect("a producing stream has an encoder");
+        let enc = self.enc.as_mut().expect("a producing stream has an encoder");
         let names_ref: &FileList = match (&self.frozen, &self.producer) {
             (Some(n), _) => n,
             (None, Producer::Inc(b)) => b.names(),
             _ => unreachable_names(),
         };
-        let mut body = Vec::with_capacity(if flat {
-            CHUNK
-        } else {
-            seg.items.len() * 40 + 16
-        });
+        let mut body = Vec::with_capacity(if flat { CHUNK } else { seg.items.len() * 40 + 16 });
         let mut total = 0i64;
         for (i, it) in seg.items.iter().enumerate() {
             let Some(e) = ctx.snap.entry(it.entry) else {
@@ -615,25 +546,14 @@ impl<'c, 'a> ListStream<'c, 'a> {
             let csum;
             let sum = match ctx.checksum {
                 Some(algo) if e.is_file() => {
-                    csum = super::transfer::file_checksum(
-                        ctx.module,
-                        &names_ref.module_path(ctx.snap, it),
-                        algo,
-                    );
+                    csum = super::transfer::file_checksum(ctx.module, &names_ref.module_path(ctx.snap, it), algo);
                     Some(&csum[..])
                 }
                 _ => None,
             };
             let name = names_ref.name(it, &e);
-            let fe =
-                super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, ctx.opts, sum);
-            enc.encode_entry(
-                &mut body,
-                &fe,
-                seg.ndx_start + i as i32,
-                seg.ndx_start,
-                ctx.id_names,
-            );
+            let fe = super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, ctx.opts, sum);
+            enc.encode_entry(&mut body, &fe, seg.ndx_start + i as i32, seg.ndx_start, ctx.id_names);
             if flat && !keep && body.len() >= CHUNK {
                 s.out.data(&body)?;
                 body.clear();
@@ -655,13 +575,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
     }
 
     /// Send an incremental list's header and body.
-    fn header_and_body(
-        &mut self,
-        s: &mut Session,
-        mut seg: Segment,
-        ndx_out: &mut NdxState,
-        keep: bool,
-    ) -> Result<Segment, SessionError> {
+    fn header_and_body(&mut self, s: &mut Session, mut seg: Segment, ndx_out: &mut NdxState, keep: bool) -> Result<Segment, SessionError> {
         if let Some(d) = seg.dir_index {
             let mut b = Vec::new();
             ndx_out.encode(&mut b, NDX_FLIST_OFFSET - d);
@@ -734,12 +648,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
         if bytes > self.record_limit {
             return None;
         }
-        Some(Arc::new(CachedLists {
-            segments,
-            names,
-            inc: self.inc,
-            bytes,
-        }))
+        Some(Arc::new(CachedLists { segments, names, inc: self.inc, bytes }))
     }
 }
 
@@ -764,20 +673,11 @@ mod tests {
             total_size: 0,
         };
         let bytes = seg.footprint();
-        Arc::new(CachedLists {
-            segments: vec![Arc::new(seg)],
-            names: Arc::new(FileList::default()),
-            inc: true,
-            bytes,
-        })
+        Arc::new(CachedLists { segments: vec![Arc::new(seg)], names: Arc::new(FileList::default()), inc: true, bytes })
     }
 
     fn key(module: &str, generation: u64, f: &[u8]) -> ListKey {
-        ListKey {
-            module: (module.to_string(), 0),
-            generation,
-            fingerprint: f.to_vec(),
-        }
+        ListKey { module: (module.to_string(), 0), generation, fingerprint: f.to_vec() }
     }
 
     #[test]
