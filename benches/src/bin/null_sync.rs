@@ -77,6 +77,10 @@ struct Args {
     /// Only generate the tree, then exit.
     #[arg(long)]
     generate_only: bool,
+    /// Extra argument for our daemon (repeatable), e.g. `--ours-arg=--flist-cache-mb=0`
+    /// to measure without the shared file-list cache.
+    #[arg(long, allow_hyphen_values = true)]
+    ours_arg: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------
@@ -627,9 +631,10 @@ struct Startup {
     snapshot_bytes: u64,
 }
 
-fn start_ours(bin: &Path, conf: &Path, state: &Path, log: &Path) -> Result<(Daemon, Startup)> {
+fn start_ours(bin: &Path, conf: &Path, state: &Path, log: &Path, extra: &[String]) -> Result<(Daemon, Startup)> {
     let t0 = Instant::now();
     let mut child = Command::new(bin)
+        .args(extra)
         .arg(format!("--config={}", conf.display()))
         .arg("--port=0")
         .arg("--address=127.0.0.1")
@@ -1219,7 +1224,7 @@ fn main() -> Result<()> {
     let stock = start_stock(&a.rsync, &conf, &run.join("stock-stderr.log"))?;
     eprintln!("stock daemon pid {} port {}", stock.pid(), stock.port);
     eprintln!("starting our daemon (snapshot build) ...");
-    let (ours, startup) = start_ours(&rsyncd, &conf, &run.join("state"), &run.join("ours.log"))?;
+    let (ours, startup) = start_ours(&rsyncd, &conf, &run.join("state"), &run.join("ours.log"), &args.ours_arg)?;
     eprintln!(
         "our daemon pid {} port {}: startup {:.2} s ({})",
         ours.pid(),
