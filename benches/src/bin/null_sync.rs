@@ -1224,7 +1224,7 @@ fn main() -> Result<()> {
     let stock = start_stock(&a.rsync, &conf, &run.join("stock-stderr.log"))?;
     eprintln!("stock daemon pid {} port {}", stock.pid(), stock.port);
     eprintln!("starting our daemon (snapshot build) ...");
-    let (ours, startup) = start_ours(&rsyncd, &conf, &run.join("state"), &run.join("ours.log"), &args.ours_arg)?;
+    let (ours, startup) = start_ours(&rsyncd, &conf, &run.join("state"), &run.join("ours.log"), &a.ours_arg)?;
     eprintln!(
         "our daemon pid {} port {}: startup {:.2} s ({})",
         ours.pid(),

@@ -101,6 +101,11 @@ impl FileList {
         self.items.push(ListItem { entry, name_off, name_len: name.len() as u32, root, top_dir, no_content, derived: false });
     }
 
+    /// An item whose wire name is `<name at off..off+len>/<entry basename>`.
+    fn push_derived(&mut self, entry: u32, name_off: u32, name_len: u32, root: u32) {
+        self.items.push(ListItem { entry, name_off, name_len, root, top_dir: false, no_content: false, derived: true });
+    }
+
     fn root_index(&mut self, dir: &[u8]) -> u32 {
         if let Some(i) = self.roots.iter().position(|r| r.as_slice() == dir) {
             return i as u32;
@@ -592,6 +597,11 @@ impl<'a> BuildCtx<'a> {
             return;
         }
         let mut pending_unreadable: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        // Directories listed by this walk: entry index -> their stored name.
+        // A non-directory below one of them stores no name of its own: its
+        // wire name is derived from the parent's (`FileList::name`), so the
+        // list costs one `ListItem` per entry plus the directory names.
+        let mut dir_names: std::collections::HashMap<u32, (u32, u32)> = std::collections::HashMap::new();
         self.snap.walk(dirent, &mut |rel: &[u8], e: EntryRef<'_>| {
             if !(self.visible)(e) {
                 return if e.is_dir() { WalkControl::SkipDir } else { WalkControl::Continue };
@@ -616,8 +626,14 @@ impl<'a> BuildCtx<'a> {
             if cvs_hit || self.daemon_excluded(&mpath_buf, is_dir) || self.client_excluded(&name_buf, &mpath_buf, is_dir) {
                 return if is_dir { WalkControl::SkipDir } else { WalkControl::Continue };
             }
-            o.list.push(e.index(), &name_buf, root, false, is_dir && !recursive);
+            match e.parent().and_then(|p| dir_names.get(&p.index())) {
+                Some(&(off, len)) if !is_dir => o.list.push_derived(e.index(), off, len, root),
+                _ => o.list.push(e.index(), &name_buf, root, false, is_dir && !recursive),
+            }
             if is_dir {
+                if let Some(it) = o.list.items.last() {
+                    dir_names.insert(e.index(), (it.name_off, it.name_len));
+                }
                 if !recursive {
                     return WalkControl::SkipDir;
                 }
