@@ -349,10 +349,16 @@ pub struct NetSettings {
     pub proxy: Option<ProxyPolicy>,
 }
 
+/// The backlog when `listen backlog` is unset: std's `TcpListener`'s, what
+/// the daemon always used.  Stock's default of 5 drops SYNs as soon as a
+/// handful of clients connect at once (measured: 20 s stalls in our hostile
+/// tests from SYN retransmits), so it applies only when written out.
+pub const UNSET_LISTEN_BACKLOG: u32 = 128;
+
 impl Default for NetSettings {
     fn default() -> Self {
         NetSettings {
-            listen_backlog: crate::config::DEFAULT_LISTEN_BACKLOG,
+            listen_backlog: UNSET_LISTEN_BACKLOG,
             socket_options: Vec::new(),
             proxy: None,
         }
@@ -372,7 +378,11 @@ impl NetSettings {
         } else {
             None
         };
-        Ok(NetSettings { listen_backlog: g.listen_backlog, socket_options: g.socket_options.clone(), proxy })
+        Ok(NetSettings {
+            listen_backlog: g.listen_backlog.unwrap_or(UNSET_LISTEN_BACKLOG),
+            socket_options: g.socket_options.clone(),
+            proxy,
+        })
     }
 }
 
@@ -633,7 +643,7 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
     }
 }
 
-/// Bind a listener on `addr` (stock's backlog, no socket options).
+/// Bind a listener on `addr` (default backlog, no socket options).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     bind_listener(addr, &NetSettings::default())
 }

@@ -117,8 +117,9 @@ pub struct Global {
     /// `socket options`, set on each listening and each accepted socket.
     /// Names stock does not know were dropped with a warning, as stock does.
     pub socket_options: Vec<SocketOption>,
-    /// `listen backlog` (stock's default is 5).
-    pub listen_backlog: u32,
+    /// `listen backlog`; `None` when unset (stock then uses 5, we use
+    /// `server::UNSET_LISTEN_BACKLOG`).
+    pub listen_backlog: Option<u32>,
     /// `proxy protocol`: every connection must start with a PROXY header
     /// from a peer in `proxy protocol hosts`.
     pub proxy_protocol: bool,
@@ -145,9 +146,6 @@ pub struct Global {
     /// (canonical name, raw unexpanded value, line).
     pub raw: Vec<(String, String, usize)>,
 }
-
-/// Stock's default `listen backlog`.
-pub const DEFAULT_LISTEN_BACKLOG: u32 = 5;
 
 /// The options stock's `socket options` knows (mirrors socket.c
 /// `socket_options[]` on Linux).
@@ -1726,13 +1724,13 @@ impl<'o> Loader<'o> {
             },
         };
         let listen_backlog = match int(self, P::ListenBacklog) {
-            None => DEFAULT_LISTEN_BACKLOG,
+            None => None,
             Some((n, origin)) => match u32::try_from(n) {
-                Ok(v) => v,
+                Ok(v) => Some(v),
                 Err(_) => {
                     let msg = format!("listen backlog {n} is negative");
                     self.problem(&origin, Some(P::ListenBacklog), msg);
-                    DEFAULT_LISTEN_BACKLOG
+                    None
                 }
             },
         };

@@ -319,7 +319,7 @@ fn defaults_match_stock() {
     assert_eq!(m.raw, vec![("path".to_owned(), "/srv/m".to_owned(), 2)]);
     let g = &c.global;
     assert_eq!(g.port, None);
-    assert_eq!(g.listen_backlog, 5);
+    assert_eq!(g.listen_backlog, None);
     assert!(!g.proxy_protocol && g.proxy_protocol_hosts.is_empty() && g.socket_options.is_empty());
     assert!(g.raw.is_empty());
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
@@ -1254,11 +1254,11 @@ fn socket_options_parse_like_set_socket_options() {
 }
 
 #[test]
-fn listen_backlog_defaults_to_stocks_five() {
+fn listen_backlog_values() {
     let g = |t: &str| ok(&format!("{t}[m]\npath = /x\n")).global.listen_backlog;
-    assert_eq!(g(""), 5);
-    assert_eq!(g("listen backlog = 128\n"), 128);
-    assert_eq!(g("listen backlog = 0\n"), 0);
+    assert_eq!(g(""), None);
+    assert_eq!(g("listen backlog = 5\n"), Some(5));
+    assert_eq!(g("listen backlog = 0\n"), Some(0));
     let e = err("listen backlog = -3\n[m]\npath = /x\n");
     assert_eq!(messages(&e), [(1, "listen backlog -3 is negative".to_owned())]);
 }
