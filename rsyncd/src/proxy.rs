@@ -100,9 +100,7 @@ pub fn parse(buf: &[u8]) -> DecodeResult<Complete> {
     if buf[..n] == V2_SIGNATURE[..n] {
         if n < V2_SIGNATURE.len() {
             // Could still be either (neither V1 nor V2 is shorter than 12 bytes).
-            return Err(DecodeError::Incomplete {
-                needed: V2_SIGNATURE.len() - n,
-            });
+            return Err(DecodeError::Incomplete { needed: V2_SIGNATURE.len() - n });
         }
         return parse_v2(buf);
     }
@@ -116,9 +114,7 @@ pub fn parse(buf: &[u8]) -> DecodeResult<Complete> {
 /// The V2 block (mirrors the `proxyv2sig` branch).
 fn parse_v2(buf: &[u8]) -> DecodeResult<Complete> {
     if buf.len() < V2_FIXED_LEN {
-        return Err(DecodeError::Incomplete {
-            needed: V2_FIXED_LEN - buf.len(),
-        });
+        return Err(DecodeError::Incomplete { needed: V2_FIXED_LEN - buf.len() });
     }
     let ver_cmd = buf[12];
     let fam = buf[13];
@@ -127,34 +123,20 @@ fn parse_v2(buf: &[u8]) -> DecodeResult<Complete> {
         return Err(invalid(format!("version {} (want 2)", ver_cmd >> 4)));
     }
     if len > V2_MAX_PAYLOAD {
-        return Err(invalid(format!(
-            "payload of {len} bytes (at most {V2_MAX_PAYLOAD})"
-        )));
+        return Err(invalid(format!("payload of {len} bytes (at most {V2_MAX_PAYLOAD})")));
     }
     let total = V2_FIXED_LEN + len;
     if buf.len() < total {
-        return Err(DecodeError::Incomplete {
-            needed: total - buf.len(),
-        });
+        return Err(DecodeError::Incomplete { needed: total - buf.len() });
     }
     let payload = &buf[V2_FIXED_LEN..total];
-    let done = |source| {
-        Ok(Complete {
-            header: ProxyHeader {
-                version: Version::V2,
-                source,
-            },
-            consumed: total,
-        })
-    };
+    let done = |source| Ok(Complete { header: ProxyHeader { version: Version::V2, source }, consumed: total });
     match ver_cmd & 0x0f {
         CMD_LOCAL => done(None),
         CMD_PROXY => match fam {
             FAM_TCP4 => {
                 let Some(a) = payload.get(..12) else {
-                    return Err(invalid(format!(
-                        "TCP over IPv4 with a {len}-byte address block (want 12)"
-                    )));
+                    return Err(invalid(format!("TCP over IPv4 with a {len}-byte address block (want 12)")));
                 };
                 let ip = Ipv4Addr::new(a[0], a[1], a[2], a[3]);
                 let port = u16::from_be_bytes([a[8], a[9]]);
@@ -162,9 +144,7 @@ fn parse_v2(buf: &[u8]) -> DecodeResult<Complete> {
             }
             FAM_TCP6 => {
                 let Some(a) = payload.get(..36) else {
-                    return Err(invalid(format!(
-                        "TCP over IPv6 with a {len}-byte address block (want 36)"
-                    )));
+                    return Err(invalid(format!("TCP over IPv6 with a {len}-byte address block (want 36)")));
                 };
                 let mut o = [0u8; 16];
                 o.copy_from_slice(&a[..16]);
@@ -194,9 +174,7 @@ fn parse_v1(buf: &[u8]) -> DecodeResult<Complete> {
         // and no valid line is shorter than stock's first 12-byte read.
         let needed = if buf.last() == Some(&b'\r') { 1 } else { 2 };
         let needed = needed.max(V2_SIGNATURE.len().saturating_sub(buf.len()));
-        return Err(DecodeError::Incomplete {
-            needed: needed.min(V1_MAX_LEN - buf.len()),
-        });
+        return Err(DecodeError::Incomplete { needed: needed.min(V1_MAX_LEN - buf.len()) });
     };
     let consumed = nl + 1;
     let line = &buf[..consumed];
@@ -210,15 +188,7 @@ fn parse_v1(buf: &[u8]) -> DecodeResult<Complete> {
         return Err(invalid("V1 line does not end with CR LF"));
     }
     let text = &line[..nl - 1];
-    let done = |source| {
-        Ok(Complete {
-            header: ProxyHeader {
-                version: Version::V1,
-                source,
-            },
-            consumed,
-        })
-    };
+    let done = |source| Ok(Complete { header: ProxyHeader { version: Version::V1, source }, consumed });
     let rest = text.get(V1_PREFIX.len()..).unwrap_or_default();
     let Some((&sep, rest)) = rest.split_first() else {
         return Err(invalid("V1 line has no protocol"));
@@ -226,10 +196,7 @@ fn parse_v1(buf: &[u8]) -> DecodeResult<Complete> {
     if !is_c_space(sep) {
         return Err(invalid("no blank after PROXY"));
     }
-    let rest = if let Some(r) = rest
-        .strip_prefix(b"TCP4")
-        .or_else(|| rest.strip_prefix(b"TCP6"))
-    {
+    let rest = if let Some(r) = rest.strip_prefix(b"TCP4").or_else(|| rest.strip_prefix(b"TCP6")) {
         r
     } else if rest.starts_with(b"UNKNOWN") {
         // Whatever follows UNKNOWN is ignored, as the protocol says.
@@ -245,9 +212,7 @@ fn parse_v1(buf: &[u8]) -> DecodeResult<Complete> {
     }
     // Four fields separated by single spaces (stock's strchr(p, ' ')).
     let mut fields = rest.splitn(4, |&b| b == b' ');
-    let (Some(src), Some(dst), Some(sport), Some(dport)) =
-        (fields.next(), fields.next(), fields.next(), fields.next())
-    else {
+    let (Some(src), Some(dst), Some(sport), Some(dport)) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
         return Err(invalid("V1 line has fewer than four fields"));
     };
     let src = parse_ip(src).ok_or_else(|| invalid("bad V1 source address"))?;
@@ -276,16 +241,7 @@ fn parse_port(b: &[u8]) -> Option<u16> {
 /// would send this).
 pub fn encode_v1(source: SocketAddr, dest: SocketAddr, out: &mut Vec<u8>) {
     let proto = if source.is_ipv4() { "TCP4" } else { "TCP6" };
-    out.extend_from_slice(
-        format!(
-            "PROXY {proto} {} {} {} {}\r\n",
-            source.ip(),
-            dest.ip(),
-            source.port(),
-            dest.port()
-        )
-        .as_bytes(),
-    );
+    out.extend_from_slice(format!("PROXY {proto} {} {} {} {}\r\n", source.ip(), dest.ip(), source.port(), dest.port()).as_bytes());
 }
 
 /// Encode a V2 `PROXY` block for TCP `source` -> `dest` (both of one family).
@@ -356,43 +312,19 @@ mod tests {
         let line = b"PROXY TCP4 192.0.2.7 10.0.0.1 51234 873\r\n";
         let c = complete(&[&line[..], b"@RSYNCD: 32.0\n"].concat());
         assert_eq!(c.consumed, line.len());
-        assert_eq!(
-            c.header,
-            ProxyHeader {
-                version: Version::V1,
-                source: Some(sa("192.0.2.7:51234"))
-            }
-        );
+        assert_eq!(c.header, ProxyHeader { version: Version::V1, source: Some(sa("192.0.2.7:51234")) });
         let c = complete(b"PROXY TCP6 2001:db8::5 2001:db8::1 4000 873\r\n");
         assert_eq!(c.header.source, Some(sa("[2001:db8::5]:4000")));
-        assert_eq!(
-            c.consumed,
-            b"PROXY TCP6 2001:db8::5 2001:db8::1 4000 873\r\n".len()
-        );
+        assert_eq!(c.consumed, b"PROXY TCP6 2001:db8::5 2001:db8::1 4000 873\r\n".len());
         // Like stock, the protocol word does not have to match the family.
-        assert_eq!(
-            complete(b"PROXY TCP4 2001:db8::5 1.2.3.4 1 2\r\n")
-                .header
-                .source,
-            Some(sa("[2001:db8::5]:1"))
-        );
+        assert_eq!(complete(b"PROXY TCP4 2001:db8::5 1.2.3.4 1 2\r\n").header.source, Some(sa("[2001:db8::5]:1")));
     }
 
     #[test]
     fn v1_unknown_carries_no_address() {
-        for l in [
-            &b"PROXY UNKNOWN\r\n"[..],
-            b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n",
-            b"PROXY UNKNOWNjunk\r\n",
-        ] {
+        for l in [&b"PROXY UNKNOWN\r\n"[..], b"PROXY UNKNOWN ffff::1 ffff::2 1 2\r\n", b"PROXY UNKNOWNjunk\r\n"] {
             let c = complete(l);
-            assert_eq!(
-                c.header,
-                ProxyHeader {
-                    version: Version::V1,
-                    source: None
-                }
-            );
+            assert_eq!(c.header, ProxyHeader { version: Version::V1, source: None });
             assert_eq!(c.consumed, l.len());
         }
         // A tab is a blank to C isspace().
@@ -403,10 +335,7 @@ mod tests {
     fn v1_needs_the_whole_line_and_never_over_reads() {
         let line = b"PROXY TCP4 192.0.2.7 10.0.0.1 51234 873\r\n";
         for cut in 0..line.len() {
-            assert!(
-                parse(&line[..cut]).unwrap_err().is_incomplete(),
-                "cut at {cut}"
-            );
+            assert!(parse(&line[..cut]).unwrap_err().is_incomplete(), "cut at {cut}");
         }
         let mut with_tail = line.to_vec();
         with_tail.extend_from_slice(b"@RSYNCD: 32.0\n");
@@ -452,9 +381,9 @@ mod tests {
             b"PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n",
             b"PROXY TCP4\r\n",
             b"PROXY TCP41.2.3.4 5.6.7.8 1 2\r\n",
-            b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n", // three fields
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1\r\n",     // three fields
             b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 3\r\n", // five fields
-            b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n", // empty source
+            b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",  // empty source
             b"PROXY TCP4 1.2.3.256 5.6.7.8 1 2\r\n",
             b"PROXY TCP4 1.2.3.4 5.6.7 1 2\r\n",
             b"PROXY TCP4 example.org 5.6.7.8 1 2\r\n",
@@ -484,10 +413,7 @@ mod tests {
         // Still undecided: a prefix of either form.
         assert_eq!(parse(b""), Err(DecodeError::Incomplete { needed: 12 }));
         assert_eq!(parse(b"PRO"), Err(DecodeError::Incomplete { needed: 9 }));
-        assert_eq!(
-            parse(b"\r\n\r\n\0"),
-            Err(DecodeError::Incomplete { needed: 7 })
-        );
+        assert_eq!(parse(b"\r\n\r\n\0"), Err(DecodeError::Incomplete { needed: 7 }));
     }
 
     fn v2(ver_cmd: u8, fam: u8, payload: &[u8]) -> Vec<u8> {
@@ -506,16 +432,7 @@ mod tests {
         assert_eq!(b.len(), 28);
         b.extend_from_slice(b"@RSYNCD: 32.0\n");
         let c = complete(&b);
-        assert_eq!(
-            c,
-            Complete {
-                header: ProxyHeader {
-                    version: Version::V2,
-                    source: Some(sa("198.51.100.9:40000"))
-                },
-                consumed: 28
-            }
-        );
+        assert_eq!(c, Complete { header: ProxyHeader { version: Version::V2, source: Some(sa("198.51.100.9:40000")) }, consumed: 28 });
         let mut b = Vec::new();
         encode_v2(sa("[2001:db8::42]:5"), sa("[2001:db8::1]:873"), &mut b);
         assert_eq!(b.len(), 52);
@@ -529,10 +446,7 @@ mod tests {
         let mut b = Vec::new();
         encode_v2(sa("198.51.100.9:40000"), sa("10.0.0.1:873"), &mut b);
         for cut in 0..b.len() {
-            assert!(
-                parse(&b[..cut]).unwrap_err().is_incomplete(),
-                "cut at {cut}"
-            );
+            assert!(parse(&b[..cut]).unwrap_err().is_incomplete(), "cut at {cut}");
         }
         let hdr_len = b.len();
         b.extend_from_slice(b"@RSYNCD: 32.0\n");
@@ -545,24 +459,11 @@ mod tests {
     fn v2_local_and_other_families_keep_the_socket_address() {
         // LOCAL (health checks), with or without a payload.
         let c = complete(&v2(0x20, 0x00, &[]));
-        assert_eq!(
-            c,
-            Complete {
-                header: ProxyHeader {
-                    version: Version::V2,
-                    source: None
-                },
-                consumed: 16
-            }
-        );
+        assert_eq!(c, Complete { header: ProxyHeader { version: Version::V2, source: None }, consumed: 16 });
         assert_eq!(complete(&v2(0x20, 0x11, &[1; 12])).header.source, None);
         // UDP over IPv4, Unix stream, UNSPEC.
         for fam in [0x12, 0x31, 0x00, 0x22, 0x32] {
-            assert_eq!(
-                complete(&v2(0x21, fam, &[9; 12])).header.source,
-                None,
-                "family {fam:#x}"
-            );
+            assert_eq!(complete(&v2(0x21, fam, &[9; 12])).header.source, None, "family {fam:#x}");
         }
     }
 
@@ -598,12 +499,7 @@ mod tests {
         assert!(is_invalid(&edge));
         // The largest allowed payload is waited for, then accepted.
         let max = v2(0x21, 0x11, &[7; V2_MAX_PAYLOAD]);
-        assert_eq!(
-            parse(&max[..20]),
-            Err(DecodeError::Incomplete {
-                needed: max.len() - 20
-            })
-        );
+        assert_eq!(parse(&max[..20]), Err(DecodeError::Incomplete { needed: max.len() - 20 }));
         assert_eq!(complete(&max).consumed, V2_FIXED_LEN + V2_MAX_PAYLOAD);
     }
 
@@ -619,9 +515,7 @@ mod tests {
     /// without panicking and never claim more bytes than they were given.
     #[test]
     fn arbitrary_input_never_panics() {
-        let alphabet = [
-            b'P', b'R', b'O', b'X', b'Y', b' ', b'\r', b'\n', 0, b'1', b'.', b':', b'T', b'C', b'4',
-        ];
+        let alphabet = [b'P', b'R', b'O', b'X', b'Y', b' ', b'\r', b'\n', 0, b'1', b'.', b':', b'T', b'C', b'4'];
         for a in alphabet {
             for b in alphabet {
                 for c in alphabet {
@@ -641,11 +535,7 @@ mod tests {
             let mut v = prefixes[i % 3].to_vec();
             let len = (next() % 300) as usize;
             for _ in 0..len {
-                v.push(if next() % 4 == 0 {
-                    alphabet[(next() % 15) as usize]
-                } else {
-                    next() as u8
-                });
+                v.push(if next() % 4 == 0 { alphabet[(next() % 15) as usize] } else { next() as u8 });
             }
             if let Ok(c) = parse(&v) {
                 assert!(c.consumed <= v.len());

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use filelist_cache::{Background, OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
+use protocol::error::DecodeError;
 use protocol::filter::{DaemonFilterParams, FilterList};
 
 use crate::access::auth::{self, AuthConfig};
@@ -21,9 +22,8 @@ use crate::access::identity::{self, Identity, ModuleAccess};
 use crate::access::limits::{CapExceeded, CapGuard, SessionCaps};
 use crate::access::refuse::RefuseRules;
 use crate::config::{Config, Global, Module, SocketOption, SocketOptionName};
-use crate::proxy::{self, ProxyHeader};
-use protocol::error::DecodeError;
 use crate::module::{ListenerSpec, ModuleRules, ModuleRuntime, ServerState, SessionSettings};
+use crate::proxy::{self, ProxyHeader};
 use crate::session::files::ModuleRoot;
 
 /// Why the daemon could not start.
@@ -357,11 +357,7 @@ pub const UNSET_LISTEN_BACKLOG: u32 = 128;
 
 impl Default for NetSettings {
     fn default() -> Self {
-        NetSettings {
-            listen_backlog: UNSET_LISTEN_BACKLOG,
-            socket_options: Vec::new(),
-            proxy: None,
-        }
+        NetSettings { listen_backlog: UNSET_LISTEN_BACKLOG, socket_options: Vec::new(), proxy: None }
     }
 }
 
@@ -436,13 +432,7 @@ pub fn apply_socket_options(sock: &impl AsFd, opts: &[SocketOption]) -> Vec<(Soc
         // SAFETY: `fd` is borrowed from a live socket for the call; the
         // option value is a c_int on our stack and the length is its size.
         let r = unsafe {
-            libc::setsockopt(
-                fd,
-                level,
-                name,
-                (&value as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
+            libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
         };
         if r != 0 {
             failed.push((o.name, std::io::Error::last_os_error()));
