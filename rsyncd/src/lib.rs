@@ -10,5 +10,6 @@ pub mod config;
 pub mod control;
 pub mod logging;
 pub mod module;
+pub mod proxy;
 pub mod server;
 pub mod session;

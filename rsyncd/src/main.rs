@@ -353,7 +353,8 @@ fn main() -> anyhow::Result<()> {
         Ok(l) => rsyncd::control::spawn_server(l, Arc::new(state.stores.clone()))?,
         Err(e) => tracing::warn!("control socket in {}: {e}; `rsyncd refresh` will not work", state_dir.display()),
     }
-    let listeners = rsyncd::server::bind_all(&state, ip)?;
+    let net = rsyncd::server::NetSettings::from_global(&cfg.global)?;
+    let listeners = rsyncd::server::bind_all(&state, ip, &net)?;
     for (l, spec) in listeners.iter().zip(&state.listeners) {
         let local = l.local_addr()?;
         let names: Vec<&str> =
@@ -366,6 +367,6 @@ fn main() -> anyhow::Result<()> {
         let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
         eprintln!("rsyncd: try: rsync -av rsync://{host}:{}/{name}/ /tmp/{name}-copy/", local.port());
     }
-    rsyncd::server::serve_all(listeners, state)?;
+    rsyncd::server::serve_all(listeners, state, net)?;
     Ok(())
 }

@@ -5,21 +5,25 @@
 //! listener, and each listener has its own session caps, so a flood of
 //! public clients cannot use up the capacity of a private listener.
 
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use filelist_cache::{Background, OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
+use protocol::error::DecodeError;
 use protocol::filter::{DaemonFilterParams, FilterList};
 
 use crate::access::auth::{self, AuthConfig};
-use crate::access::hosts::HostAcl;
+use crate::access::hosts::{HostAcl, HostName, HostTokenError, Peer, PeerInfo, SystemResolver};
 use crate::access::identity::{self, Identity, ModuleAccess};
-use crate::access::limits::{CapExceeded, SessionCaps};
+use crate::access::limits::{CapExceeded, CapGuard, SessionCaps};
 use crate::access::refuse::RefuseRules;
-use crate::config::{Config, Module};
+use crate::config::{Config, Global, Module, SocketOption, SocketOptionName};
 use crate::module::{ListenerSpec, ModuleRules, ModuleRuntime, ServerState, SessionSettings};
+use crate::proxy::{self, ProxyHeader};
 use crate::session::files::ModuleRoot;
 
 /// Why the daemon could not start.
@@ -42,6 +46,9 @@ pub enum StartError {
         /// The error.
         err: std::io::Error,
     },
+    /// A `proxy protocol hosts` token does not parse.
+    #[error("proxy protocol hosts: {0}")]
+    ProxyHosts(#[from] HostTokenError),
 }
 
 /// Compile a module's access rules (everything but the snapshot), checking
@@ -331,25 +338,147 @@ pub fn build_state(
 /// Most sessions served at once per listener by default (`max sessions`).
 pub const DEFAULT_MAX_SESSIONS: usize = 1024;
 
+/// How the listeners treat sockets and connections: the global
+/// `listen backlog`, `socket options` and `proxy protocol` settings.
+#[derive(Debug, Clone)]
+pub struct NetSettings {
+    /// `listen backlog`.
+    pub listen_backlog: u32,
+    /// `socket options`, set on each listening and each accepted socket.
+    pub socket_options: Vec<SocketOption>,
+    /// `proxy protocol`: `None` when off.
+    pub proxy: Option<ProxyPolicy>,
+}
+
+/// The backlog when `listen backlog` is unset: std's `TcpListener`'s, what
+/// the daemon always used.  Stock's default of 5 drops SYNs as soon as a
+/// handful of clients connect at once (measured: 20 s stalls in our hostile
+/// tests from SYN retransmits), so it applies only when written out.
+pub const UNSET_LISTEN_BACKLOG: u32 = 128;
+
+impl Default for NetSettings {
+    fn default() -> Self {
+        NetSettings { listen_backlog: UNSET_LISTEN_BACKLOG, socket_options: Vec::new(), proxy: None }
+    }
+}
+
+impl NetSettings {
+    /// From the global section.
+    pub fn from_global(g: &Global) -> Result<NetSettings, StartError> {
+        let proxy = if g.proxy_protocol {
+            let trusted = if g.proxy_protocol_hosts.is_empty() {
+                None
+            } else {
+                Some(HostAcl::from_tokens(&g.proxy_protocol_hosts, &[], false, false)?)
+            };
+            Some(ProxyPolicy { trusted })
+        } else {
+            None
+        };
+        Ok(NetSettings {
+            listen_backlog: g.listen_backlog.unwrap_or(UNSET_LISTEN_BACKLOG),
+            socket_options: g.socket_options.clone(),
+            proxy,
+        })
+    }
+}
+
+/// `proxy protocol = yes`: every connection must start with a PROXY header
+/// (V1 or V2), and only from a trusted peer.
+#[derive(Debug, Clone)]
+pub struct ProxyPolicy {
+    /// `proxy protocol hosts`; `None` (unset) trusts no peer, as stock 3.5.0.
+    pub trusted: Option<HostAcl>,
+}
+
+impl ProxyPolicy {
+    /// May the socket peer `peer` send a PROXY header?  Mirrors access.c
+    /// `allow_proxy_protocol_peer()`: the list's address tokens, no DNS (a
+    /// host-name pattern is matched against `UNDETERMINED`, so only `*`
+    /// style patterns can match).
+    pub fn trusts(&self, peer: &SocketAddr) -> bool {
+        let Some(acl) = &self.trusted else {
+            return false;
+        };
+        let resolver = SystemResolver::default();
+        let mut who = PeerInfo::new(Peer::from_socket(peer), &resolver);
+        acl.allows(&mut who)
+    }
+}
+
+/// The `IP_TOS` values of stock's `IPTOS_*` options.
+const IPTOS_LOWDELAY: libc::c_int = 0x10;
+const IPTOS_THROUGHPUT: libc::c_int = 0x08;
+
+/// Set `opts` on a socket, each as an `int` like socket.c
+/// `set_socket_options()`; returns the options that failed and why.
+pub fn apply_socket_options(sock: &impl AsFd, opts: &[SocketOption]) -> Vec<(SocketOptionName, std::io::Error)> {
+    let fd = sock.as_fd().as_raw_fd();
+    let mut failed = Vec::new();
+    for o in opts {
+        use SocketOptionName as N;
+        let (level, name, value) = match o.name {
+            N::KeepAlive => (libc::SOL_SOCKET, libc::SO_KEEPALIVE, o.value),
+            N::ReuseAddr => (libc::SOL_SOCKET, libc::SO_REUSEADDR, o.value),
+            N::Broadcast => (libc::SOL_SOCKET, libc::SO_BROADCAST, o.value),
+            N::TcpNoDelay => (libc::IPPROTO_TCP, libc::TCP_NODELAY, o.value),
+            N::IpTosLowDelay => (libc::IPPROTO_IP, libc::IP_TOS, IPTOS_LOWDELAY),
+            N::IpTosThroughput => (libc::IPPROTO_IP, libc::IP_TOS, IPTOS_THROUGHPUT),
+            N::SndBuf => (libc::SOL_SOCKET, libc::SO_SNDBUF, o.value),
+            N::RcvBuf => (libc::SOL_SOCKET, libc::SO_RCVBUF, o.value),
+            N::SndLowat => (libc::SOL_SOCKET, libc::SO_SNDLOWAT, o.value),
+            N::RcvLowat => (libc::SOL_SOCKET, libc::SO_RCVLOWAT, o.value),
+            N::SndTimeo | N::RcvTimeo => continue,
+        };
+        // SAFETY: `fd` is borrowed from a live socket for the call; the
+        // option value is a c_int on our stack and the length is its size.
+        let r = unsafe {
+            libc::setsockopt(fd, level, name, (&value as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+        };
+        if r != 0 {
+            failed.push((o.name, std::io::Error::last_os_error()));
+        }
+    }
+    failed
+}
+
+/// Bind a listener on `addr` with `SO_REUSEADDR`, the `socket options`
+/// and the `listen backlog` (mirrors socket.c `open_socket_in()` and
+/// `start_accept_loop()`'s `listen()`).  An option that cannot be set is
+/// logged with stock's text and does not stop the listener.
+pub fn bind_listener(addr: SocketAddr, net: &NetSettings) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    for (name, e) in apply_socket_options(&s, &net.socket_options) {
+        tracing::warn!("failed to set socket option {}: {e}", name.name());
+    }
+    s.bind(&addr.into())?;
+    s.listen(i32::try_from(net.listen_backlog).unwrap_or(i32::MAX))?;
+    Ok(s.into())
+}
+
 /// Bind one socket per listener of `state`, on `address`.
-pub fn bind_all(state: &ServerState, address: IpAddr) -> std::io::Result<Vec<TcpListener>> {
+pub fn bind_all(state: &ServerState, address: IpAddr, net: &NetSettings) -> std::io::Result<Vec<TcpListener>> {
     state
         .listeners
         .iter()
         .map(|l| {
             let addr = SocketAddr::new(address, l.port);
-            TcpListener::bind(addr).map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))
+            bind_listener(addr, net).map_err(|e| std::io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")))
         })
         .collect()
 }
 
 /// Accept connections on every listener, one thread per session; returns
 /// only if an accept thread cannot be started.
-pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>) -> std::io::Result<()> {
+pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>, net: NetSettings) -> std::io::Result<()> {
+    let net = Arc::new(net);
     let mut handles = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
         let st = state.clone();
-        handles.push(std::thread::Builder::new().name(format!("accept-{i}")).spawn(move || serve(l, st, i))?);
+        let net = net.clone();
+        handles.push(std::thread::Builder::new().name(format!("accept-{i}")).spawn(move || serve(l, st, i, net))?);
     }
     for h in handles {
         let _ = h.join();
@@ -357,12 +486,90 @@ pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>) -> std::i
     Ok(())
 }
 
+/// Count a session from `peer`, or turn the client away with stock's
+/// `max connections` text when a cap is full.
+fn enter(caps: &Arc<SessionCaps>, stream: &TcpStream, peer: SocketAddr) -> Option<CapGuard> {
+    match caps.try_enter(peer.ip()) {
+        Ok(g) => Some(g),
+        Err(why) => {
+            use std::io::Write;
+            let n = match why {
+                CapExceeded::Total(n) | CapExceeded::PerHost(n) => n,
+            };
+            tracing::info!(peer = %peer, "session refused: {why:?}");
+            let mut s = stream;
+            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(&protocol::greeting::server_greeting());
+            let _ = s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+            None
+        }
+    }
+}
+
+/// Why a PROXY header could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyReadError {
+    /// The bytes are not a PROXY header (or not a valid one).
+    #[error(transparent)]
+    Invalid(DecodeError),
+    /// The peer closed the connection first.
+    #[error("connection closed before the end of the PROXY header")]
+    Eof,
+    /// The deadline passed.
+    #[error("timed out waiting for the PROXY header")]
+    Timeout,
+    /// A socket error.
+    #[error("reading the PROXY header: {0}")]
+    Io(std::io::Error),
+}
+
+/// Read the PROXY header at the start of `stream` by `deadline`, taking no
+/// byte past it (mirrors clientname.c `read_proxy_protocol_header()`; the
+/// decoding is [`proxy::parse`]).
+pub fn read_proxy_header(stream: &TcpStream, deadline: Instant) -> Result<ProxyHeader, ProxyReadError> {
+    let r = read_proxy_header_inner(stream, deadline);
+    let _ = stream.set_read_timeout(None);
+    r
+}
+
+fn read_proxy_header_inner(mut stream: &TcpStream, deadline: Instant) -> Result<ProxyHeader, ProxyReadError> {
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        let needed = match proxy::parse(&buf) {
+            // `parse` asks for no byte past a valid header, so all of `buf` is header.
+            Ok(c) if c.consumed == buf.len() => return Ok(c.header),
+            Ok(_) => return Err(ProxyReadError::Invalid(DecodeError::invalid("PROXY header", "read past the header"))),
+            Err(DecodeError::Incomplete { needed }) => needed,
+            Err(e) => return Err(ProxyReadError::Invalid(e)),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ProxyReadError::Timeout);
+        }
+        stream.set_read_timeout(Some(left)).map_err(ProxyReadError::Io)?;
+        let start = buf.len();
+        buf.resize(start + needed, 0);
+        match stream.read(&mut buf[start..]) {
+            Ok(0) => return Err(ProxyReadError::Eof),
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(ProxyReadError::Timeout)
+            }
+            Err(e) => return Err(ProxyReadError::Io(e)),
+        }
+    }
+}
+
 /// Accept connections on listener `index` forever.
-pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize) {
+pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: Arc<NetSettings>) {
     let caps = match state.listeners.get(index) {
         Some(l) => l.caps.clone(),
         None => return,
     };
+    // Connections from trusted proxies whose header is still being read:
+    // no more of them than sessions.
+    let pending = SessionCaps::new(caps.max_total, caps.max_total);
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
@@ -372,26 +579,54 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize) {
                 continue;
             }
         };
-        let guard = match caps.try_enter(peer.ip()) {
-            Ok(g) => g,
-            Err(why) => {
-                use std::io::Write;
-                let n = match why {
-                    CapExceeded::Total(n) | CapExceeded::PerHost(n) => n,
-                };
-                tracing::info!(peer = %peer, "session refused: {why:?}");
-                let mut s = stream;
-                let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-                let _ = s.write_all(&protocol::greeting::server_greeting());
-                let _ =
-                    s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+        for (name, e) in apply_socket_options(&stream, &net.socket_options) {
+            tracing::debug!(peer = %peer, "failed to set socket option {}: {e}", name.name());
+        }
+        // Stock's daemon turns keepalive on for every connection (start_daemon).
+        let _ = socket2::SockRef::from(&stream).set_keepalive(true);
+        let Some(policy) = &net.proxy else {
+            let Some(guard) = enter(&caps, &stream, peer) else {
                 continue;
+            };
+            let st = state.clone();
+            let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
+                let _guard = guard;
+                let _ = crate::session::serve_connection(stream, peer, st, index);
+            });
+            if let Err(e) = spawned {
+                tracing::warn!("cannot start session thread: {e}");
             }
+            continue;
+        };
+        if !policy.trusts(&peer) {
+            // Mirrors clientserver.c proxy_peer_allowed(): closed without a word.
+            let addr = Peer::from_socket(&peer).addr;
+            tracing::info!("proxy protocol rejected from untrusted peer {} ({addr})", HostName::Undetermined.shown());
+            continue;
+        }
+        let Ok(waiting) = pending.try_enter(peer.ip()) else {
+            tracing::info!(peer = %peer, "too many connections waiting for their PROXY header; closed");
+            continue;
         };
         let st = state.clone();
+        let caps = caps.clone();
+        let deadline = Instant::now() + st.settings.handshake_timeout;
         let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
-            let _guard = guard;
-            let _ = crate::session::serve_connection(stream, peer, st, index);
+            let header = match read_proxy_header(&stream, deadline) {
+                Ok(h) => h,
+                Err(e) => {
+                    // Stock's start_daemon() returns at once: no greeting.
+                    tracing::info!(peer = %peer, "{e}; connection closed");
+                    return;
+                }
+            };
+            drop(waiting);
+            let client = header.source.unwrap_or(peer);
+            tracing::debug!(proxy = %peer, client = %client, version = ?header.version, "PROXY header");
+            let Some(_guard) = enter(&caps, &stream, client) else {
+                return;
+            };
+            let _ = crate::session::serve_connection(stream, client, st, index);
         });
         if let Err(e) = spawned {
             tracing::warn!("cannot start session thread: {e}");
@@ -399,7 +634,170 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize) {
     }
 }
 
-/// Bind a listener on `addr`.
+/// Bind a listener on `addr` (default backlog, no socket options).
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
+    bind_listener(addr, &NetSettings::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::net::TcpStream;
+
+    fn getsockopt_int(sock: &impl AsFd, level: libc::c_int, name: libc::c_int) -> libc::c_int {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the fd is live for the call; `v` and `len` are valid for writes of their sizes.
+        let r = unsafe { libc::getsockopt(sock.as_fd().as_raw_fd(), level, name, (&mut v as *mut libc::c_int).cast(), &mut len) };
+        assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+        v
+    }
+
+    fn opts(text: &str) -> Vec<SocketOption> {
+        crate::config::parse_socket_options(text).0
+    }
+
+    fn loopback(net: &NetSettings) -> TcpListener {
+        bind_listener("127.0.0.1:0".parse().unwrap(), net).unwrap()
+    }
+
+    #[test]
+    fn socket_options_reach_listener_and_accepted_sockets() {
+        let net = NetSettings {
+            socket_options: opts("SO_KEEPALIVE TCP_NODELAY SO_SNDBUF=65536 SO_RCVBUF=32768 IPTOS_THROUGHPUT"),
+            ..NetSettings::default()
+        };
+        let l = loopback(&net);
+        assert_eq!(getsockopt_int(&l, libc::SOL_SOCKET, libc::SO_REUSEADDR), 1);
+        assert_eq!(getsockopt_int(&l, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        let _c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert!(apply_socket_options(&s, &net.socket_options).is_empty());
+        assert_eq!(getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(getsockopt_int(&s, libc::IPPROTO_TCP, libc::TCP_NODELAY), 1);
+        // Linux doubles the buffer sizes it is given.
+        assert!(getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_SNDBUF) >= 65536);
+        let rcv = getsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RCVBUF);
+        assert!((32768..=2 * 32768).contains(&rcv), "{rcv}");
+        assert_eq!(getsockopt_int(&s, libc::IPPROTO_IP, libc::IP_TOS) & 0xfc, IPTOS_THROUGHPUT);
+        // A value of 0 turns a boolean off.
+        assert!(apply_socket_options(&s, &opts("TCP_NODELAY=0")).is_empty());
+        assert_eq!(getsockopt_int(&s, libc::IPPROTO_TCP, libc::TCP_NODELAY), 0);
+    }
+
+    #[test]
+    fn socket_option_failures_are_reported_not_fatal() {
+        // Linux has no settable SO_SNDLOWAT (ENOPROTOOPT), as stock finds too.
+        let net = NetSettings { socket_options: opts("SO_SNDLOWAT=10 SO_KEEPALIVE"), ..NetSettings::default() };
+        let l = loopback(&net);
+        let failed = apply_socket_options(&l, &net.socket_options);
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, SocketOptionName::SndLowat);
+        assert_eq!(getsockopt_int(&l, libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+    }
+
+    /// The accept queue holds `backlog + 1` connections on Linux; past
+    /// that the listener drops SYNs and a connect times out.
+    #[test]
+    fn listen_backlog_bounds_the_accept_queue() {
+        for backlog in [0u32, 3] {
+            let l = loopback(&NetSettings { listen_backlog: backlog, ..NetSettings::default() });
+            let addr = l.local_addr().unwrap();
+            let mut held = Vec::new();
+            for i in 0..=backlog {
+                held.push(TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{i}: {e}")));
+            }
+            let over = TcpStream::connect_timeout(&addr, Duration::from_millis(400));
+            assert!(over.is_err(), "backlog {backlog}: connection {} was queued", backlog + 2);
+            drop(l);
+        }
+    }
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[test]
+    fn proxy_header_is_read_and_nothing_after_it() {
+        for v2 in [false, true] {
+            let (mut c, s) = pair();
+            let src: SocketAddr = "203.0.113.9:41000".parse().unwrap();
+            let mut b = Vec::new();
+            if v2 {
+                proxy::encode_v2(src, "10.1.1.1:873".parse().unwrap(), &mut b);
+            } else {
+                proxy::encode_v1(src, "10.1.1.1:873".parse().unwrap(), &mut b);
+            }
+            b.extend_from_slice(b"@RSYNCD: 32.0\n");
+            // In pieces, as a slow proxy might send it.
+            let t = std::thread::spawn(move || {
+                for chunk in b.chunks(5) {
+                    c.write_all(chunk).unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                c
+            });
+            let h = read_proxy_header(&s, soon()).unwrap();
+            assert_eq!(h.source, Some(src));
+            let _c = t.join().unwrap();
+            let mut rest = [0u8; 14];
+            (&s).read_exact(&mut rest).unwrap();
+            assert_eq!(&rest, b"@RSYNCD: 32.0\n");
+        }
+    }
+
+    #[test]
+    fn proxy_header_failures() {
+        // No header: the client's greeting is rejected at once.
+        let (mut c, s) = pair();
+        c.write_all(b"@RSYNCD: 32.0 sha512\n").unwrap();
+        assert!(matches!(read_proxy_header(&s, soon()), Err(ProxyReadError::Invalid(_))));
+        // Closed half way.
+        let (mut c, s) = pair();
+        c.write_all(b"PROXY TCP4 1.2.3.4").unwrap();
+        drop(c);
+        assert!(matches!(read_proxy_header(&s, soon()), Err(ProxyReadError::Eof)));
+        // Silent past the deadline.
+        let (mut c, s) = pair();
+        c.write_all(b"PROXY TCP4 1.2.3.4").unwrap();
+        let t0 = Instant::now();
+        let r = read_proxy_header(&s, Instant::now() + Duration::from_millis(200));
+        assert!(matches!(r, Err(ProxyReadError::Timeout)), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        // An endless line stops at 107 bytes.
+        let (mut c, s) = pair();
+        c.write_all(&[b"PROXY ".as_slice(), &[b'1'; 500]].concat()).unwrap();
+        assert!(matches!(read_proxy_header(&s, soon()), Err(ProxyReadError::Invalid(_))));
+    }
+
+    #[test]
+    fn proxy_policy_trusts_listed_peers_only() {
+        let sa = |s: &str| -> SocketAddr { s.parse().unwrap() };
+        let g = |hosts: &[&str]| {
+            let mut c = crate::config::parse_str("[m]\npath = /x\n", Path::new("t")).unwrap().global;
+            c.proxy_protocol = true;
+            c.proxy_protocol_hosts = hosts.iter().map(|h| h.to_string()).collect();
+            NetSettings::from_global(&c).unwrap().proxy.unwrap()
+        };
+        let p = g(&["127.0.0.1", "10.0.0.0/8", "proxy.example.org"]);
+        assert!(p.trusts(&sa("127.0.0.1:5")));
+        assert!(p.trusts(&sa("10.200.0.1:5")));
+        assert!(p.trusts(&sa("[::ffff:127.0.0.1]:5")));
+        assert!(!p.trusts(&sa("127.0.0.2:5")));
+        assert!(!p.trusts(&sa("[::1]:5")));
+        // Unset: nobody (stock 3.5.0 fails closed).
+        assert!(!g(&[]).trusts(&sa("127.0.0.1:5")));
+        assert!(g(&["*"]).trusts(&sa("192.0.2.1:5")));
+        let mut off = crate::config::parse_str("[m]\npath = /x\n", Path::new("t")).unwrap().global;
+        off.proxy_protocol_hosts = vec!["127.0.0.1".into()];
+        assert!(NetSettings::from_global(&off).unwrap().proxy.is_none());
+    }
 }

@@ -114,14 +114,19 @@ pub struct Global {
     pub syslog_facility: String,
     /// `syslog tag` as set in the global context.
     pub syslog_tag: String,
-    /// `socket options` (not yet supported).
-    pub socket_options: Option<String>,
-    /// `listen backlog`; stock's default is 5 (not yet supported).
+    /// `socket options`, set on each listening and each accepted socket.
+    /// Names stock does not know were dropped with a warning, as stock does.
+    pub socket_options: Vec<SocketOption>,
+    /// `listen backlog`; `None` when unset (stock then uses 5, we use
+    /// `server::UNSET_LISTEN_BACKLOG`).
     pub listen_backlog: Option<u32>,
-    /// `proxy protocol` (not yet supported).
+    /// `proxy protocol`: every connection must start with a PROXY header
+    /// from a peer in `proxy protocol hosts`.
     pub proxy_protocol: bool,
-    /// `proxy protocol hosts` (not yet supported).
-    pub proxy_protocol_hosts: Option<String>,
+    /// `proxy protocol hosts` tokens (syntax of `hosts allow`), lower-cased
+    /// and split on space, comma and tab: the peers trusted to send a PROXY
+    /// header.  Empty: none is (stock 3.5.0 then rejects every connection).
+    pub proxy_protocol_hosts: Vec<String>,
     /// `daemon chroot` (not yet supported).
     pub daemon_chroot: Option<PathBuf>,
     /// `daemon uid` (not yet supported).
@@ -140,6 +145,131 @@ pub struct Global {
     /// Every parameter set in the global context, as written:
     /// (canonical name, raw unexpanded value, line).
     pub raw: Vec<(String, String, usize)>,
+}
+
+/// The options stock's `socket options` knows (mirrors socket.c
+/// `socket_options[]` on Linux).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketOptionName {
+    /// `SO_KEEPALIVE` (boolean).
+    KeepAlive,
+    /// `SO_REUSEADDR` (boolean).
+    ReuseAddr,
+    /// `SO_BROADCAST` (boolean).
+    Broadcast,
+    /// `TCP_NODELAY` (boolean).
+    TcpNoDelay,
+    /// `IPTOS_LOWDELAY`: sets `IP_TOS` to 0x10; takes no value.
+    IpTosLowDelay,
+    /// `IPTOS_THROUGHPUT`: sets `IP_TOS` to 0x08; takes no value.
+    IpTosThroughput,
+    /// `SO_SNDBUF=n`.
+    SndBuf,
+    /// `SO_RCVBUF=n`.
+    RcvBuf,
+    /// `SO_SNDLOWAT=n`.
+    SndLowat,
+    /// `SO_RCVLOWAT=n`.
+    RcvLowat,
+    /// `SO_SNDTIMEO=n`: known, but never set (see [`SocketOptionName::applied`]).
+    SndTimeo,
+    /// `SO_RCVTIMEO=n`: known, but never set.
+    RcvTimeo,
+}
+
+impl SocketOptionName {
+    const ALL: [SocketOptionName; 12] = [
+        Self::KeepAlive,
+        Self::ReuseAddr,
+        Self::Broadcast,
+        Self::TcpNoDelay,
+        Self::IpTosLowDelay,
+        Self::IpTosThroughput,
+        Self::SndBuf,
+        Self::RcvBuf,
+        Self::SndLowat,
+        Self::RcvLowat,
+        Self::SndTimeo,
+        Self::RcvTimeo,
+    ];
+
+    /// The name as written in `socket options` (case-sensitive, as stock).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeepAlive => "SO_KEEPALIVE",
+            Self::ReuseAddr => "SO_REUSEADDR",
+            Self::Broadcast => "SO_BROADCAST",
+            Self::TcpNoDelay => "TCP_NODELAY",
+            Self::IpTosLowDelay => "IPTOS_LOWDELAY",
+            Self::IpTosThroughput => "IPTOS_THROUGHPUT",
+            Self::SndBuf => "SO_SNDBUF",
+            Self::RcvBuf => "SO_RCVBUF",
+            Self::SndLowat => "SO_SNDLOWAT",
+            Self::RcvLowat => "SO_RCVLOWAT",
+            Self::SndTimeo => "SO_SNDTIMEO",
+            Self::RcvTimeo => "SO_RCVTIMEO",
+        }
+    }
+
+    /// Looks up a name (exact, case-sensitive match like stock's `strcmp`).
+    pub fn from_name(name: &str) -> Option<SocketOptionName> {
+        Self::ALL.into_iter().find(|o| o.name() == name)
+    }
+
+    /// Stock's `OPT_ON` options: a fixed value, `=n` is a syntax error.
+    pub fn takes_value(self) -> bool {
+        !matches!(self, Self::IpTosLowDelay | Self::IpTosThroughput)
+    }
+
+    /// Whether the daemon sets it.  The timeouts are not set: Linux wants a
+    /// `struct timeval` where stock passes an `int` (its setsockopt fails
+    /// with EINVAL), and the daemon's own `timeout` handling owns them.
+    pub fn applied(self) -> bool {
+        !matches!(self, Self::SndTimeo | Self::RcvTimeo)
+    }
+}
+
+/// One entry of `socket options`: a name and its `int` value (1 when no
+/// `=n` was given, as stock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketOption {
+    /// Which option.
+    pub name: SocketOptionName,
+    /// The value passed to setsockopt (for the `IPTOS_*` options, ignored).
+    pub value: i32,
+}
+
+/// Parses `socket options` like socket.c `set_socket_options()`: tokens
+/// split on space, tab and comma, `NAME` or `NAME=n` (`n` read with
+/// `atoi`).  Returns the options and stock's complaints (`Unknown socket
+/// option X`, `syntax error -- X does not take a value`) plus ours.
+pub fn parse_socket_options(text: &str) -> (Vec<SocketOption>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut complaints = Vec::new();
+    for tok in text.split([' ', '\t', ',']).filter(|t| !t.is_empty()) {
+        let (name, value) = match tok.split_once('=') {
+            Some((n, v)) => (n, Some(atoi(v.as_bytes()).0.unwrap_or(-1))),
+            None => (tok, None),
+        };
+        let Some(opt) = SocketOptionName::from_name(name) else {
+            complaints.push(format!("Unknown socket option {name}"));
+            continue;
+        };
+        if value.is_some() && !opt.takes_value() {
+            complaints.push(format!("syntax error -- {name} does not take a value"));
+        }
+        if !opt.applied() {
+            complaints.push(format!(
+                "socket option {name} is ignored: the daemon's timeouts (\"timeout\") apply instead"
+            ));
+            continue;
+        }
+        out.push(SocketOption {
+            name: opt,
+            value: value.unwrap_or(1),
+        });
+    }
+    (out, complaints)
 }
 
 /// One `[module]`.  Every stock module parameter, typed.  Fields documented as
@@ -1614,8 +1744,34 @@ impl<'o> Loader<'o> {
         let motd_file = opt_path(self, P::MotdFile);
         let pid_file = opt_path(self, P::PidFile);
         let log_file = opt_path(self, P::LogFile);
-        let socket_options = opt_text(self, P::SocketOptions);
-        let proxy_protocol_hosts = opt_text(self, P::ProxyProtocolHosts);
+        let socket_options = match opt_text(self, P::SocketOptions) {
+            None => Vec::new(),
+            Some(t) => {
+                let (opts, complaints) = parse_socket_options(&t);
+                if let Some(o) = self.vars[P::SocketOptions as usize].as_ref().map(|s| s.origin.clone()) {
+                    for c in complaints {
+                        self.warn(&o, c);
+                    }
+                }
+                opts
+            }
+        };
+        let proxy_protocol_hosts: Vec<String> = opt_text(self, P::ProxyProtocolHosts)
+            .map(|t| {
+                t.to_lowercase()
+                    .split([' ', ',', '\t'])
+                    .filter(|x| !x.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if let Some(o) = self.vars[P::ProxyProtocolHosts as usize].as_ref().map(|s| s.origin.clone()) {
+            for t in &proxy_protocol_hosts {
+                if let Err(e) = crate::access::hosts::parse_token(t) {
+                    self.problem(&o, Some(P::ProxyProtocolHosts), format!("proxy protocol hosts: {e}"));
+                }
+            }
+        }
         let daemon_chroot = opt_path(self, P::DaemonChroot);
         let daemon_uid = opt_text(self, P::DaemonUid);
         let daemon_gid = opt_text(self, P::DaemonGid);
@@ -1634,6 +1790,16 @@ impl<'o> Loader<'o> {
                 ..
             })
         );
+        let proxy_origin = self.vars[P::ProxyProtocol as usize].as_ref().map(|s| s.origin.clone());
+        if let Some(o) = proxy_origin.filter(|_| proxy_protocol && proxy_protocol_hosts.is_empty()) {
+            // Stock 3.5.0's start-up warning (clientserver.c start_daemon).
+            self.warn(
+                &o,
+                "\"proxy protocol = true\" but \"proxy protocol hosts\" is unset: all connections will be \
+                 rejected as untrusted proxy peers.  Set \"proxy protocol hosts\" to your trusted proxy's address."
+                    .to_owned(),
+            );
+        }
         let raw = TABLE
             .iter()
             .filter_map(|d| {

@@ -236,7 +236,7 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::SocketOptions,
@@ -244,7 +244,7 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::ListenBacklog,
@@ -252,7 +252,7 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Int,
         DefaultValue::Int(5),
-        NotYet,
+        Yes,
     ),
     def(P::Port, "port", G, Kind::Int, DefaultValue::Int(0), Yes),
     def(
@@ -261,7 +261,7 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Bool,
         DefaultValue::Bool(false),
-        NotYet,
+        Yes,
     ),
     // Our extensions (stock logs them as unknown parameters and ignores them).
     def(

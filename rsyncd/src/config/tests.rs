@@ -320,7 +320,7 @@ fn defaults_match_stock() {
     let g = &c.global;
     assert_eq!(g.port, None);
     assert_eq!(g.listen_backlog, None);
-    assert!(!g.proxy_protocol);
+    assert!(!g.proxy_protocol && g.proxy_protocol_hosts.is_empty() && g.socket_options.is_empty());
     assert!(g.raw.is_empty());
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
 }
@@ -1212,4 +1212,79 @@ fn parse_str_uses_the_process_environment() {
     // PATH is set in any test environment.
     let c = parse_str("[m]\npath = /m\ncomment = %PATH%\n", Path::new("x")).unwrap();
     assert_eq!(c.modules[0].comment, std::env::var("PATH").unwrap());
+}
+
+#[test]
+fn socket_options_parse_like_set_socket_options() {
+    let c = ok("socket options = SO_KEEPALIVE, TCP_NODELAY SO_SNDBUF=65536\tIPTOS_LOWDELAY=3 \
+                so_rcvbuf=1,SO_FROB SO_RCVTIMEO=5 SO_KEEPALIVE=0 SO_RCVLOWAT=x\n[m]\npath = /x\n");
+    use SocketOptionName as N;
+    let got: Vec<_> = c
+        .global
+        .socket_options
+        .iter()
+        .map(|o| (o.name, o.value))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (N::KeepAlive, 1),
+            (N::TcpNoDelay, 1),
+            (N::SndBuf, 65536),
+            (N::IpTosLowDelay, 3),
+            (N::KeepAlive, 0),
+            // atoi("x") is 0.
+            (N::RcvLowat, 0),
+        ]
+    );
+    // Stock's texts for its complaints (socket.c), all on the line.
+    assert_eq!(
+        warning_texts(&c),
+        [
+            "rsyncd.conf line 1: syntax error -- IPTOS_LOWDELAY does not take a value",
+            "rsyncd.conf line 1: Unknown socket option so_rcvbuf",
+            "rsyncd.conf line 1: Unknown socket option SO_FROB",
+            "rsyncd.conf line 1: socket option SO_RCVTIMEO is ignored: the daemon's timeouts (\"timeout\") apply instead",
+        ]
+    );
+    assert!(ok("socket options =\n[m]\npath = /x\n").global.socket_options.is_empty());
+    for n in SocketOptionName::ALL {
+        assert_eq!(SocketOptionName::from_name(n.name()), Some(n));
+    }
+}
+
+#[test]
+fn listen_backlog_values() {
+    let g = |t: &str| ok(&format!("{t}[m]\npath = /x\n")).global.listen_backlog;
+    assert_eq!(g(""), None);
+    assert_eq!(g("listen backlog = 5\n"), Some(5));
+    assert_eq!(g("listen backlog = 0\n"), Some(0));
+    let e = err("listen backlog = -3\n[m]\npath = /x\n");
+    assert_eq!(messages(&e), [(1, "listen backlog -3 is negative".to_owned())]);
+}
+
+#[test]
+fn proxy_protocol_settings() {
+    let c = ok("proxy protocol = yes\nproxy protocol hosts = 10.0.0.1, 192.168.0.0/16\tProxy.Example\n[m]\npath = /x\n");
+    assert!(c.global.proxy_protocol);
+    assert_eq!(
+        c.global.proxy_protocol_hosts,
+        ["10.0.0.1", "192.168.0.0/16", "proxy.example"]
+    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // Without a trusted list every connection is refused (stock 3.5.0): say so.
+    let c = ok("proxy protocol = true\n[m]\npath = /x\n");
+    assert_eq!(
+        warning_texts(&c),
+        ["rsyncd.conf line 1: \"proxy protocol = true\" but \"proxy protocol hosts\" is unset: all connections \
+          will be rejected as untrusted proxy peers.  Set \"proxy protocol hosts\" to your trusted proxy's address."]
+    );
+    // A list without the switch does nothing and is no finding.
+    let c = ok("proxy protocol hosts = 10.0.0.1\n[m]\npath = /x\n");
+    assert!(!c.global.proxy_protocol && c.warnings.is_empty());
+    // A malformed token stops the daemon, as for hosts allow.
+    let e = err("proxy protocol = yes\nproxy protocol hosts = 10.0.0.1/99\n[m]\npath = /x\n");
+    assert_eq!(messages(&e).len(), 1);
+    assert_eq!(messages(&e)[0].0, 2);
+    assert!(messages(&e)[0].1.contains("10.0.0.1/99"), "{:?}", messages(&e));
 }
