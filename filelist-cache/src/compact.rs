@@ -2,7 +2,8 @@
 //! model, in storage order, ready to be serialised into a new base file.
 
 use crate::error::ScanError;
-use crate::format::{flags, DirRecord, EntryRecord, SnapshotV1, NO_INDEX};
+use crate::format::{flags, SnapshotV1, NO_INDEX};
+use crate::records::RecordInput;
 use crate::view::{Children, EntryRef};
 use crate::Snapshot;
 
@@ -15,63 +16,16 @@ struct Frame<'a> {
 }
 
 fn push(out: &mut SnapshotV1, e: EntryRef<'_>, parent: u32) -> Result<u32, ScanError> {
-    let index = u32::try_from(out.entries.len())
-        .ok()
-        .filter(|&i| i < NO_INDEX)
-        .ok_or(ScanError::TooLarge {
-            what: "more than 2^32-1 entries",
-        })?;
-    let name_off = blob_push(&mut out.names, e.name(), "file names exceed 4 GiB")?;
-    let target = e.link_target();
-    let target_off = blob_push(&mut out.targets, target, "symlink targets exceed 4 GiB")?;
-    let a = e.attrs();
     let (fl, err) = e.raw_flags();
-    let dir = if e.is_dir() {
-        let d = out.dirs.len() as u32;
-        out.dirs.push(DirRecord {
-            entry: index,
-            error: if fl & flags::UNREADABLE != 0 { err } else { 0 },
-            scan_generation: e.scan_generation().unwrap_or(0),
-            ..DirRecord::default()
-        });
-        d
-    } else {
-        NO_INDEX
-    };
-    out.entries.push(EntryRecord {
+    let rec = RecordInput {
         parent,
-        name_off,
-        name_len: e.name().len() as u32,
-        mode: a.mode,
-        uid: a.uid,
-        gid: a.gid,
+        name: e.name(),
+        target: e.link_target(),
         flags: fl & (flags::UNREADABLE | flags::OTHER_FS),
-        mtime_nsec: a.mtime_nsec,
-        ctime_nsec: a.ctime_nsec,
-        rdev_major: a.rdev_major,
-        rdev_minor: a.rdev_minor,
-        dir,
-        target_off,
-        target_len: target.len() as u32,
-        sum_off: 0,
-        sum_len: 0,
-        nlink: a.nlink,
-        mtime: a.mtime,
-        ctime: a.ctime,
-        size: a.size,
-        dev: a.dev,
-        ino: a.ino,
-    });
-    Ok(index)
-}
-
-fn blob_push(blob: &mut Vec<u8>, bytes: &[u8], what: &'static str) -> Result<u32, ScanError> {
-    let off = blob.len();
-    if u32::try_from(off + bytes.len()).is_err() {
-        return Err(ScanError::TooLarge { what });
-    }
-    blob.extend_from_slice(bytes);
-    Ok(off as u32)
+        dir_error: if fl & flags::UNREADABLE != 0 { err } else { 0 },
+        scan_generation: e.scan_generation().unwrap_or(0),
+    };
+    out.push_record(&rec, &e.attrs())
 }
 
 /// Lists directory `entry` (already pushed as `index` with dir record `dir`): pushes

@@ -58,6 +58,7 @@ mod links;
 mod model;
 pub mod order;
 mod overlay;
+mod records;
 mod scan;
 mod snapshot;
 mod store;

@@ -19,7 +19,8 @@ use rustix::fs::{AtFlags, Dir, Mode, OFlags};
 use rustix::io::Errno;
 
 use crate::error::{errno_text, ScanError, ScanIssue};
-use crate::format::{flags, DirRecord, EntryRecord, SnapshotV1, NO_INDEX};
+use crate::format::{flags, SnapshotV1, NO_INDEX};
+use crate::records::RecordInput;
 use crate::model::{Attrs, Child};
 use crate::order::{cmp_dir_names, cmp_file_names};
 use crate::{BuildOptions, BuildReport};
@@ -318,51 +319,8 @@ impl Scanner<'_> {
         a: &Attrs,
         target: &[u8],
     ) -> Result<u32, ScanError> {
-        let snap = &mut self.snap;
-        let index = u32::try_from(snap.entries.len())
-            .ok()
-            .filter(|&i| i < NO_INDEX)
-            .ok_or(ScanError::TooLarge {
-                what: "more than 2^32-1 entries",
-            })?;
-        let name_off = blob_push(&mut snap.names, name, "file names exceed 4 GiB")?;
-        let target_off = blob_push(&mut snap.targets, target, "symlink targets exceed 4 GiB")?;
-        let dir = if a.is_dir() {
-            let d = snap.dirs.len() as u32;
-            snap.dirs.push(DirRecord {
-                entry: index,
-                scan_generation: self.opts.generation,
-                ..DirRecord::default()
-            });
-            d
-        } else {
-            NO_INDEX
-        };
-        snap.entries.push(EntryRecord {
-            parent,
-            name_off,
-            name_len: name.len() as u32,
-            mode: a.mode,
-            uid: a.uid,
-            gid: a.gid,
-            flags: 0,
-            mtime_nsec: a.mtime_nsec,
-            ctime_nsec: a.ctime_nsec,
-            rdev_major: a.rdev_major,
-            rdev_minor: a.rdev_minor,
-            dir,
-            target_off,
-            target_len: target.len() as u32,
-            sum_off: 0,
-            sum_len: 0,
-            nlink: a.nlink,
-            mtime: a.mtime,
-            ctime: a.ctime,
-            size: a.size,
-            dev: a.dev,
-            ino: a.ino,
-        });
-        Ok(index)
+        let rec = RecordInput { parent, name, target, flags: 0, dir_error: 0, scan_generation: self.opts.generation };
+        self.snap.push_record(&rec, a)
     }
 
     /// Reads directory `dir` (entry `entry`) through `fd`, appends its non-directories in
@@ -497,15 +455,6 @@ pub(crate) fn read_dir_children(
 }
 
 /// Appends `bytes` to a blob and returns their offset, checking the u32 range.
-fn blob_push(blob: &mut Vec<u8>, bytes: &[u8], what: &'static str) -> Result<u32, ScanError> {
-    let off = blob.len();
-    if u32::try_from(off + bytes.len()).is_err() {
-        return Err(ScanError::TooLarge { what });
-    }
-    blob.extend_from_slice(bytes);
-    Ok(off as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
