@@ -38,6 +38,7 @@ struct Patterns {
     timing: Regex,
     loose_stats: Regex,
     reset: Regex,
+    progress: Regex,
 }
 
 fn patterns() -> &'static Patterns {
@@ -65,6 +66,9 @@ fn patterns() -> &'static Patterns {
             r"(?m)^rsync: \[(?:Receiver|sender|generator)\] (?:read error: Connection reset by peer \(104\)|write error: Broken pipe \(32\))\n",
         )
         .unwrap(),
+        // --progress: "      5 100%    4.88kB/s    0:00:00 (xfr#2, ...)": the
+        // rate and the elapsed/remaining time are timing.
+        progress: Regex::new(r"[\d.]+[kMGTP]?B/s(\s+)\d+:\d{2}:\d{2}").unwrap(),
     })
 }
 
@@ -95,6 +99,7 @@ pub fn normalise(text: &str, ctx: &NormaliseCtx) -> String {
     s = p.pid.replace_all(&s, "rsync[<PID>]").into_owned();
     s = p.timing.replace_all(&s, "${1}: <T>").into_owned();
     s = p.reset.replace_all(&s, "").into_owned();
+    s = p.progress.replace_all(&s, "<RATE>${1}<TIME>").into_owned();
     if ctx.stats == StatsCompare::Loose {
         s = p
             .total_size
@@ -187,6 +192,18 @@ mod tests {
         let l = normalise(text, &ctx(StatsCompare::Loose));
         assert!(l.contains("total size is <N>  speedup is <N>\n"), "{l}");
         assert!(l.contains("Total bytes sent: <N>\n"), "{l}");
+    }
+
+    #[test]
+    fn masks_progress_rates_and_times() {
+        let ctx = NormaliseCtx { port: 0, replace: vec![], stats: StatsCompare::Strict };
+        let a = "              5 100%    4.88kB/s    0:00:00 (xfr#2, to-chk=0/4)\n";
+        let b = "              5 100%    2.44kB/s    0:00:01 (xfr#2, to-chk=0/4)\n";
+        assert_eq!(normalise(a, &ctx), normalise(b, &ctx));
+        assert!(normalise(a, &ctx).contains("5 100%    <RATE>    <TIME> (xfr#2, to-chk=0/4)"));
+        // Sizes and counts stay compared.
+        let c = "              6 100%    4.88kB/s    0:00:00 (xfr#2, to-chk=0/4)\n";
+        assert_ne!(normalise(a, &ctx), normalise(c, &ctx));
     }
 
     #[test]
