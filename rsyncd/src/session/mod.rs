@@ -9,6 +9,7 @@
 pub mod files;
 pub mod flist;
 pub mod io;
+pub mod modopts;
 pub mod transfer;
 
 use std::net::{SocketAddr, TcpStream};
