@@ -13,7 +13,8 @@
 //! ([`ModuleOpts::for_module`]). A session applies it with [`enter`], which
 //! rewrites the client's options and installs the per-session switches that
 //! the file-list and transfer hooks read ([`outgoing_mode`],
-//! [`outgoing_link`], [`names_suppressed`], [`open_noatime`]) for as long as
+//! [`outgoing_link`], [`user_name_override`] / [`group_name_override`],
+//! [`open_noatime`]) for as long as
 //! the returned [`SessionGuard`] lives on the session's thread.
 //!
 //! # `use chroot` without chroot(2)
@@ -29,7 +30,12 @@
 //!    or a `name converter` is set), off otherwise.  `use chroot` itself
 //!    defaults (when unset) to yes if the path holds `/./` or the daemon
 //!    could chroot (stock tries `chroot("/")`; we check `CAP_SYS_CHROOT`).
-//! 2. Symlinks in the directory part of a pull argument (`mod/link/`,
+//! 2. User and group names.  A chrooted stock sender looks names up inside
+//!    the chroot, i.e. in `<chroot>/etc/passwd` and `<chroot>/etc/group`
+//!    (none there: no names).  A chroot module with `numeric ids = no`
+//!    therefore takes its names from those two files, read beneath the
+//!    chroot directory without following symlinks ([`chroot_names`]).
+//! 3. Symlinks in the directory part of a pull argument (`mod/link/`,
 //!    `mod/link/file`), the only place a `-L`-free sender follows links.
 //!    [`resolve_dir`] gives the stock answer for each mode:
 //!    [`Confinement::Beneath`] for `use chroot = no` (as Debian's patched
@@ -46,6 +52,7 @@
 //! has no `/./`; we always sanitise (paths never climb above the module).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::OnceLock;
@@ -126,6 +133,9 @@ pub struct ModuleOpts {
     pub outgoing_chmod: Option<ChmodRules>,
     /// `max verbosity`.
     pub max_verbosity: i32,
+    /// The directory stock would chroot to (`path`, or its part before
+    /// `/./`) when `use chroot` is on: where user and group names come from.
+    pub chroot_dir: Option<std::path::PathBuf>,
 }
 
 /// Whether a path names the root once empty and `.` components are
@@ -179,6 +189,10 @@ impl ModuleOpts {
             open_noatime: m.open_noatime,
             outgoing_chmod,
             max_verbosity: m.max_verbosity,
+            chroot_dir: use_chroot.then(|| match split {
+                Some(i) => std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&path[..i.max(1)])),
+                None => m.path.clone(),
+            }),
         };
         (opts, warnings)
     }
@@ -218,11 +232,28 @@ impl ModuleOpts {
     }
 }
 
+/// Where a session's user and group names come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum NameSource {
+    /// The system's (NSS) names.
+    #[default]
+    System,
+    /// None at all (`numeric ids`).
+    Suppressed,
+    /// A chroot's `etc/passwd` and `etc/group` (see [`chroot_names`]).
+    Files {
+        /// uid to user name.
+        users: HashMap<u32, Vec<u8>>,
+        /// gid to group name.
+        groups: HashMap<u32, Vec<u8>>,
+    },
+}
+
 /// The per-session switches the hooks read.
 #[derive(Debug, Clone)]
 struct Active {
     munge: bool,
-    names_off: bool,
+    names: NameSource,
     noatime: bool,
     chmod: Option<ChmodRules>,
 }
@@ -252,17 +283,24 @@ impl Drop for SessionGuard {
 /// `numeric ids` mirrors stock's `numeric_ids = -1` ("set --numeric-ids
 /// w/o breaking protocol"): unless the client asked for `--numeric-ids`
 /// itself, the options stay as they are (so the uid/gid lists the client
-/// expects still go out) and [`names_suppressed`] makes every name lookup
-/// come back empty.
+/// expects still go out) and every name lookup comes back empty
+/// ([`user_name_override`]).  A chroot module that does send names reads
+/// them from the chroot ([`chroot_names`]), once per session.
 pub fn enter(opts: &ModuleOpts, mut parsed: ParsedArgs) -> (ParsedArgs, SessionGuard) {
     opts.apply(&mut parsed.options);
     let o = &parsed.options;
-    let active = Active {
-        munge: opts.munge_symlinks,
-        names_off: opts.numeric_ids && !o.numeric_ids,
-        noatime: o.open_noatime,
-        chmod: opts.outgoing_chmod.clone(),
+    let names = if o.numeric_ids || !(o.owner || o.group) {
+        // No names are sent at all; nothing to look up.
+        NameSource::System
+    } else if opts.numeric_ids {
+        NameSource::Suppressed
+    } else if let Some(dir) = &opts.chroot_dir {
+        let (users, groups) = chroot_names(dir);
+        NameSource::Files { users, groups }
+    } else {
+        NameSource::System
     };
+    let active = Active { munge: opts.munge_symlinks, names, noatime: o.open_noatime, chmod: opts.outgoing_chmod.clone() };
     ACTIVE.with(|a| *a.borrow_mut() = Some(active));
     (parsed, SessionGuard { _not_send: PhantomData })
 }
@@ -291,9 +329,66 @@ pub fn outgoing_link(target: &[u8]) -> &[u8] {
     }
 }
 
-/// Whether the session sends no user or group names (`numeric ids`).
-pub fn names_suppressed() -> bool {
-    with_active(|a| a.names_off, false)
+/// The name to send for `uid` when the module decides it (`Some`: the
+/// answer, possibly "no name"), `None` when the system's names apply.
+pub fn user_name_override(uid: u32) -> Option<Option<Vec<u8>>> {
+    with_active(
+        |a| match &a.names {
+            NameSource::System => None,
+            NameSource::Suppressed => Some(None),
+            NameSource::Files { users, .. } => Some(users.get(&uid).cloned()),
+        },
+        None,
+    )
+}
+
+/// [`user_name_override`] for groups.
+pub fn group_name_override(gid: u32) -> Option<Option<Vec<u8>>> {
+    with_active(
+        |a| match &a.names {
+            NameSource::System => None,
+            NameSource::Suppressed => Some(None),
+            NameSource::Files { groups, .. } => Some(groups.get(&gid).cloned()),
+        },
+        None,
+    )
+}
+
+/// The largest `etc/passwd` or `etc/group` read from a chroot.
+const MAX_ID_FILE: u64 = 4 << 20;
+
+/// User and group names as a process chrooted to `dir` sees them with
+/// glibc's `files` backend: `dir/etc/passwd` and `dir/etc/group`, opened
+/// beneath `dir` without following symlinks (a missing or unreadable file
+/// gives no names, as in a bare chroot).
+pub fn chroot_names(dir: &std::path::Path) -> (HashMap<u32, Vec<u8>>, HashMap<u32, Vec<u8>>) {
+    let read = |rel: &[u8]| -> Vec<u8> {
+        let mut text = Vec::new();
+        if let Ok(f) = super::files::ModuleRoot::open(dir).and_then(|r| r.open_file(rel)) {
+            let _ = std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_ID_FILE), &mut text);
+        }
+        text
+    };
+    (parse_id_file(&read(b"etc/passwd")), parse_id_file(&read(b"etc/group")))
+}
+
+/// `name:password:id:...` lines (passwd and group alike) to an id-to-name
+/// map; the first line for an id wins, as `getpwuid()` returns the first.
+/// Comments, NIS `+`/`-` lines and malformed lines are skipped.
+pub fn parse_id_file(text: &[u8]) -> HashMap<u32, Vec<u8>> {
+    let mut map = HashMap::new();
+    for line in text.split(|&b| b == b'\n') {
+        if line.is_empty() || matches!(line[0], b'#' | b'+' | b'-') {
+            continue;
+        }
+        let mut f = line.split(|&b| b == b':');
+        let (Some(name), Some(_), Some(id)) = (f.next(), f.next(), f.next()) else { continue };
+        let Some(id) = std::str::from_utf8(id).ok().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if !name.is_empty() {
+            map.entry(id).or_insert_with(|| name.to_vec());
+        }
+    }
+    map
 }
 
 /// Whether the session opens files with `O_NOATIME` (`open noatime`, or
@@ -609,26 +704,56 @@ mod tests {
     #[test]
     fn session_switches_are_per_thread_and_scoped() {
         let m = opts("use chroot = no\nnumeric ids = yes\noutgoing chmod = o-r\nopen noatime = yes", ROOT);
-        let parsed = ParsedArgs { options: ServerOptions::default(), paths: Vec::new(), raw_options: Vec::new() };
+        let mut parsed = ParsedArgs { options: ServerOptions::default(), paths: Vec::new(), raw_options: Vec::new() };
+        (parsed.options.owner, parsed.options.group) = (true, true);
         assert_eq!(outgoing_mode(0o100644), 0o100644);
         {
             let (p, _g) = enter(&m, parsed.clone());
             assert!(p.options.open_noatime && open_noatime());
-            assert!(names_suppressed());
+            assert_eq!(user_name_override(0), Some(None));
+            assert_eq!(group_name_override(1), Some(None));
             assert_eq!(outgoing_mode(0o100644), 0o100640);
             assert_eq!(outgoing_mode(0o120777), 0o120777, "symlinks keep their mode");
             assert_eq!(outgoing_mode(0), 0);
             assert_eq!(outgoing_link(b"/rsyncd-munged/etc/x"), b"etc/x");
-            std::thread::spawn(|| assert!(!names_suppressed())).join().unwrap();
+            std::thread::spawn(|| assert_eq!(user_name_override(0), None)).join().unwrap();
         }
-        assert!(!names_suppressed() && !open_noatime());
+        assert!(user_name_override(0).is_none() && !open_noatime());
         assert_eq!(outgoing_link(b"/rsyncd-munged/etc/x"), b"/rsyncd-munged/etc/x");
         // A client asking for --numeric-ids itself gets no lists at all
         // (the encoder's business), not the suppressed-names form.
         let mut p = parsed;
         p.options.numeric_ids = true;
         let (_p, _g) = enter(&m, p);
-        assert!(!names_suppressed());
+        assert!(user_name_override(0).is_none());
+    }
+
+    #[test]
+    fn chroot_modules_name_ids_from_the_chroot() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("m");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n+nis\n#c\nalice:x:1:7::/:/bin/false\nbob:x:1:7::/:x\nbad\n")
+            .unwrap();
+        std::os::unix::fs::symlink("/etc/group", root.join("etc/group")).unwrap();
+        let mut m = module("use chroot = yes\nnumeric ids = no");
+        m.path = root.clone();
+        let o = ModuleOpts::from_config(&m, ROOT).0;
+        assert_eq!(o.chroot_dir.as_deref(), Some(root.as_path()));
+        let mut parsed = ParsedArgs { options: ServerOptions::default(), paths: Vec::new(), raw_options: Vec::new() };
+        (parsed.options.owner, parsed.options.group) = (true, true);
+        let (_p, _g) = enter(&o, parsed);
+        assert_eq!(user_name_override(1), Some(Some(b"alice".to_vec())), "the first line wins");
+        assert_eq!(user_name_override(0), Some(Some(b"root".to_vec())));
+        assert_eq!(user_name_override(2), Some(None));
+        assert_eq!(group_name_override(0), Some(None), "a symlinked etc/group is not followed");
+        // "/./": the part before it is the chroot.
+        let mut m2 = module("");
+        m2.path = std::path::PathBuf::from("/srv/./inner");
+        assert_eq!(ModuleOpts::from_config(&m2, USER).0.chroot_dir, Some("/srv".into()));
+        m2.path = std::path::PathBuf::from("/./inner");
+        assert_eq!(ModuleOpts::from_config(&m2, USER).0.chroot_dir, Some("/".into()));
+        assert_eq!(ModuleOpts::from_config(&module("use chroot = no"), ROOT).0.chroot_dir, None);
     }
 
     #[test]

@@ -135,14 +135,14 @@ struct SystemNames {
 
 impl IdNames for SystemNames {
     fn user_name(&self, uid: u32) -> Option<Vec<u8>> {
-        if super::modopts::names_suppressed() {
-            return None;
+        if let Some(name) = super::modopts::user_name_override(uid) {
+            return name;
         }
         self.users.borrow_mut().entry(uid).or_insert_with(|| crate::access::identity::user_by_uid(uid).map(|u| u.name)).clone()
     }
     fn group_name(&self, gid: u32) -> Option<Vec<u8>> {
-        if super::modopts::names_suppressed() {
-            return None;
+        if let Some(name) = super::modopts::group_name_override(gid) {
+            return name;
         }
         self.groups.borrow_mut().entry(gid).or_insert_with(|| crate::access::identity::group_name(gid)).clone()
     }
