@@ -781,7 +781,7 @@ mod tests {
         assert_eq!(tw("ug=rw,o=", F | 0o777), F | 0o660);
         // No who: all, minus the umask.
         assert_eq!(tw("+w", F | 0o444), F | 0o644);
-        assert_eq!(tw("=rwx", F | 0o000), F | 0o755);
+        assert_eq!(tw("=rwx", F), F | 0o755);
         assert_eq!(tw("-w", F | 0o666), F | 0o466, "bits in the umask are not affected");
         // D / F restrict a clause.
         assert_eq!(tw("Dg+s,Fo-r", D | 0o755), D | 0o2755);
