@@ -113,6 +113,27 @@ fn munge_default_without_chroot_strips_the_prefix() {
     assert_eq!(link_targets("munge_default", &[], MUNGED), ["etc/passwd", "x/y", "/rsyncd-munged/", "/etc/passwd", "../../etc"]);
 }
 
+/// Munging shortens the file list by the stripped prefixes on both sides
+/// alike, and the total size still counts a link's on-disk length (stock's
+/// `st_size`).  (Byte counts compare loosely: this tree's file list is a few
+/// bytes smaller from our daemon with or without munging.)
+#[test]
+fn munge_stats_match_stock() {
+    interop_tests::require_rsync!();
+    let run = |name: &str, params: &[(&str, &str)]| {
+        let case = Case::new(name, vec![m(params)]).args(&["-a", "--stats", "{url}/", "{dest}/"]).stats(StatsCompare::Loose);
+        differential(&case.expect_code(0))
+    };
+    let (sa, so) = run("munge_stats", &[]);
+    let (na, no) = run("nomunge_stats", &[("munge symlinks", "no")]);
+    let flist = |r: &RunResult| stat_num(&r.stdout, "File list size: ");
+    let total = |r: &RunResult| stat_num(&r.stdout, "Total file size: ");
+    // Two links lose the 15-byte prefix ("/rsyncd-munged/" alone is kept).
+    assert_eq!(flist(&na) - flist(&sa), 30, "stock");
+    assert_eq!(flist(&no) - flist(&so), 30, "ours");
+    assert_eq!([total(&sa), total(&so), total(&na), total(&no)], [total(&sa); 4]);
+}
+
 cases! {
     munge_explicit_no => {
         assert_eq!(link_targets("munge_no", &[("munge symlinks", "no")], &["munged"]), ["/rsyncd-munged/etc/passwd"]);
