@@ -78,6 +78,15 @@ fn m(params: &[(&str, &str)]) -> ModuleSpec {
     params.iter().fold(ModuleSpec::new("mod", &params_tree()), |s, (k, v)| s.with(k, v))
 }
 
+/// The tree as module `mod` served through a `path` of the form
+/// `outer/./mod` (stock chroots to `outer`), with `params`.
+fn split_m(params: &[(&str, &str)]) -> ModuleSpec {
+    let root = params_tree();
+    let outer = root.parent().expect("parent").display().to_string();
+    let spec = ModuleSpec::new("mod", Path::new(&format!("{outer}/./mod")));
+    params.iter().fold(spec, |s, (k, v)| s.with(k, v))
+}
+
 /// A differential pull of `mod` with `params` and client `args`, expecting `code`.
 fn pull(name: &str, params: &[(&str, &str)], args: &[&str], code: i32) -> (RunResult, RunResult) {
     differential(&Case::new(name, vec![m(params)]).args(args).expect_code(code))
@@ -134,7 +143,32 @@ fn munge_stats_match_stock() {
     assert_eq!([total(&sa), total(&so), total(&na), total(&no)], [total(&sa); 4]);
 }
 
+/// `path = outer/./mod` with `use chroot = yes`: the inner dir is not `/`,
+/// so munging defaults to on; numeric ids too (a chroot module).
+#[test]
+fn chroot_split_path_defaults() {
+    interop_tests::require_rsync!();
+    let spec = split_m(&[("use chroot", "yes")]);
+    let out = compare_case(&Case::new("chroot_split", vec![spec]).args(&["-ai", "{url}/", "{dest}/"]).expect_code(0));
+    assert!(out.mismatches.is_empty(), "{}", out.report("chroot_split"));
+    let e = out.b.tree.get(b"munged").expect("munged");
+    assert_eq!(e.link_target.as_deref(), Some(&b"etc/passwd"[..]));
+    if tree::is_root() {
+        let args = ["-a", "--usermap=daemon:4321,chrootuser:5432", "--groupmap=daemon:4321,chrootgrp:5432", "{url}/", "{dest}/"];
+        let out = compare_case(&Case::new("chroot_split_ids", vec![split_m(&[("use chroot", "yes")])]).args(&args).expect_code(0));
+        assert!(out.mismatches.is_empty(), "{}", out.report("chroot_split_ids"));
+        assert_eq!(out.b.tree.get(b"owned").map(|e| e.uid), Some(1));
+    }
+}
+
 cases! {
+    // Module-level "unset": stock decides by trying chroot("/") (root: yes).
+    chroot_unset_as_root => {
+        if tree::is_root() {
+            owner_case("ids_chroot_unset", &[("use chroot", "unset")], &[], 1);
+            assert_eq!(link_targets("chroot_unset_links", &[("use chroot", "unset")], &["munged"]), ["/rsyncd-munged/etc/passwd"]);
+        }
+    };
     munge_explicit_no => {
         assert_eq!(link_targets("munge_no", &[("munge symlinks", "no")], &["munged"]), ["/rsyncd-munged/etc/passwd"]);
     };
