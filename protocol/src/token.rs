@@ -201,7 +201,12 @@ pub struct TokenEncoder {
     run_start: i64,
     last_run_end: i64,
     flush_pending: bool,
+    /// Deflate files at level 0 from the next file start (see
+    /// [`TokenEncoder::set_skip_compress`]).
+    skip: bool,
     deflate: Option<Box<Compress>>,
+    /// The level `deflate` was created with.
+    deflate_level: i32,
     zstd: Option<zstd::stream::raw::Encoder<'static>>,
     pending: Vec<u8>,
     scratch: Vec<u8>,
@@ -233,7 +238,9 @@ impl TokenEncoder {
             run_start: 0,
             last_run_end: 0,
             flush_pending: false,
+            skip: false,
             deflate: None,
+            deflate_level: 0,
             zstd: None,
             pending: Vec::new(),
             scratch: Vec::new(),
@@ -243,6 +250,30 @@ impl TokenEncoder {
     /// The compression in use.
     pub fn compression(&self) -> Compression {
         self.comp
+    }
+
+    /// Compress the following files with stock's `skip_compression_level`
+    /// (`skip = true`) or the session level again (`false`), from the next
+    /// file start on; a file already under way keeps its level.
+    ///
+    /// Mirrors `token.c`: `init_set_compression()` gives every file
+    /// `per_file_default_level`, which a daemon's `dont compress` list
+    /// holding the word `*` turns into `skip_compression_level`; only the
+    /// deflate senders use it (`deflateInit2(.., per_file_default_level ..)`),
+    /// at level 0 (`Z_NO_COMPRESSION`: stored blocks, still deflate framing).
+    /// zstd and lz4 streams, and uncompressed ones, are unaffected (stock's
+    /// `send_zstd_token()` uses the session level).
+    pub fn set_skip_compress(&mut self, skip: bool) {
+        self.skip = skip;
+    }
+
+    /// The deflate level the next file starts with.
+    fn file_level(&self) -> i32 {
+        if self.skip {
+            0
+        } else {
+            self.level
+        }
     }
 
     /// Literal bytes of the file (any length; chunked as the wire requires).
@@ -308,13 +339,15 @@ impl TokenEncoder {
             self.flush_pending = false;
             self.pending.clear();
             if matches!(self.comp, Compression::Zlib | Compression::ZlibX) {
+                let level = self.file_level();
                 match &mut self.deflate {
-                    Some(d) => d.reset(),
-                    None => {
+                    Some(d) if self.deflate_level == level => d.reset(),
+                    _ => {
                         self.deflate = Some(Box::new(Compress::new(
-                            flate2::Compression::new(self.level as u32),
+                            flate2::Compression::new(level as u32),
                             false,
                         )));
+                        self.deflate_level = level;
                         self.scratch = vec![0u8; 2 * AVAIL_OUT_SIZE_CHUNK];
                     }
                 }
@@ -876,6 +909,47 @@ mod tests {
         assert_eq!(Compression::ZlibX.effective_level(Some(42)), Some(9));
         assert_eq!(Compression::Zstd.effective_level(Some(0)), Some(3));
         assert!(TokenEncoder::new(Compression::Zlib, Some(0), 31).is_err());
+    }
+
+    /// `dont compress = *`: deflate streams switch to stored blocks from the
+    /// next file on (decodable, larger than the input), zstd is unchanged.
+    #[test]
+    fn skip_compress_stores_deflate_files() {
+        let text: Vec<u8> = (0..4000)
+            .flat_map(|i| format!("line {i} of text\n").into_bytes())
+            .collect();
+        let encode = |e: &mut TokenEncoder| {
+            let mut out = Vec::new();
+            e.literal(&mut out, &text).unwrap();
+            e.end_file(&mut out).unwrap();
+            out
+        };
+        for c in [Compression::Zlib, Compression::ZlibX] {
+            let mut e = TokenEncoder::new(c, Some(9), 31).unwrap();
+            let packed = encode(&mut e);
+            assert!(packed.len() < text.len() / 3, "{c:?}: {}", packed.len());
+            e.set_skip_compress(true);
+            let stored = encode(&mut e);
+            assert!(
+                stored.len() > text.len(),
+                "{c:?}: {} <= {}",
+                stored.len(),
+                text.len()
+            );
+            e.set_skip_compress(false);
+            assert_eq!(encode(&mut e), packed, "{c:?}: back to the session level");
+            for out in [&packed, &stored] {
+                let mut file = Vec::new();
+                TokenDecoder::new(c, 31)
+                    .unwrap()
+                    .decode_file(out, &SumHead::default(), b"", &mut file)
+                    .unwrap();
+                assert_eq!(file, text, "{c:?}");
+            }
+        }
+        let mut z = TokenEncoder::new(Compression::Zstd, None, 31).unwrap();
+        z.set_skip_compress(true);
+        assert!(encode(&mut z).len() < text.len() / 3);
     }
 
     #[test]

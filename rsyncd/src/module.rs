@@ -63,6 +63,9 @@ pub struct ModuleRuntime {
     pub listener: usize,
     /// Access rules.
     pub rules: ModuleRules,
+    /// `use chroot`, `munge symlinks`, `numeric ids`, `ignore errors`, `dont compress`,
+    /// `open noatime`, `outgoing chmod`, `max verbosity` (see [`crate::session::modopts`]).
+    pub opts: crate::session::modopts::ModuleOpts,
 }
 
 /// Default budget of the shared file-list cache: 256 MiB (a 1M-entry

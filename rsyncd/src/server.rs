@@ -175,6 +175,7 @@ fn module_runtime(
         daemon_filter,
         listener,
         rules,
+        opts: crate::session::modopts::ModuleOpts::for_module(m),
     })
 }
 

@@ -21,6 +21,7 @@ mod listing;
 mod listings;
 mod mirror;
 mod modes;
+mod module_params;
 mod odd_names;
 mod paths;
 mod protocols;

@@ -292,13 +292,16 @@ pub struct Module {
     pub uid: Option<String>,
     /// `gid`, split like stock's `conf_strtok`: the identity's groups.
     pub gid: Vec<String>,
-    /// `use chroot`; `None` is stock's "unset" (not yet supported).
+    /// `use chroot`; `None` is stock's "unset" (we never chroot; see
+    /// `session::modopts` for what the setting changes).
     pub use_chroot: Option<bool>,
-    /// `numeric ids`; `None` is stock's "unset" (not yet supported).
+    /// `numeric ids`; `None` is stock's "unset" (default: on for chroot modules).
     pub numeric_ids: Option<bool>,
-    /// `munge symlinks`; `None` is stock's "unset" (not yet supported).
+    /// `munge symlinks`; `None` is stock's "unset" (default: off for chroot
+    /// modules without a `/./` inner dir): `/rsyncd-munged/` is stripped from
+    /// the link targets sent.
     pub munge_symlinks: Option<bool>,
-    /// `open noatime`; `None` is stock's "unset" (not yet supported).
+    /// `open noatime`; `None` is stock's "unset" (the client's `--open-noatime` decides).
     pub open_noatime: Option<bool>,
     /// `max connections`; 0 means no limit, negative disables the module.
     pub max_connections: i32,
@@ -335,9 +338,10 @@ pub struct Module {
     /// `ignore nonreadable` (entries the module's identity cannot read are
     /// always hidden; see `access::identity`).
     pub ignore_nonreadable: bool,
-    /// `ignore errors` (not yet supported).
+    /// `ignore errors`: I/O errors are not reported to the client's generator.
     pub ignore_errors: bool,
-    /// `dont compress` patterns (not yet supported).
+    /// `dont compress` patterns; like stock 3.2.7 only the word `*` has an
+    /// effect (zlib/zlibx files are stored at level 0).
     pub dont_compress: Vec<String>,
     /// `timeout` in seconds, 0 = none: bounds the handshake and idle I/O.
     pub timeout: u32,
@@ -351,7 +355,7 @@ pub struct Module {
     pub syslog_facility: String,
     /// `syslog tag`.
     pub syslog_tag: String,
-    /// `max verbosity` (default 1; not yet supported).
+    /// `max verbosity` (default 1): caps the client's `-v` count.
     pub max_verbosity: i32,
     /// `reverse lookup` (default yes).
     pub reverse_lookup: bool,
@@ -365,7 +369,7 @@ pub struct Module {
     pub charset: Option<String>,
     /// `incoming chmod` (not yet supported).
     pub incoming_chmod: Option<String>,
-    /// `outgoing chmod` (not yet supported).
+    /// `outgoing chmod`: applied to the modes in the sent file list.
     pub outgoing_chmod: Option<String>,
     /// `pre-xfer exec` (not yet supported).
     pub pre_xfer_exec: Option<String>,

@@ -311,7 +311,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Str(DEFAULT_DONT_COMPRESS),
-        NotYet,
+        Yes,
     ),
     def(
         P::EarlyExec,
@@ -418,7 +418,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::PostXferExec,
@@ -484,7 +484,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Int,
         DefaultValue::Int(1),
-        NotYet,
+        Yes,
     ),
     def(
         P::Timeout,
@@ -524,7 +524,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool,
         DefaultValue::Bool(false),
-        NotYet,
+        Yes,
     ),
     def(
         P::IgnoreNonreadable,
@@ -596,7 +596,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool3,
         DefaultValue::Bool3(None),
-        NotYet,
+        Yes,
     ),
     def(
         P::NumericIds,
@@ -604,7 +604,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool3,
         DefaultValue::Bool3(None),
-        NotYet,
+        Yes,
     ),
     def(
         P::OpenNoatime,
@@ -612,7 +612,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool3,
         DefaultValue::Bool3(None),
-        NotYet,
+        Yes,
     ),
     def(
         P::UseChroot,
@@ -620,7 +620,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool3,
         DefaultValue::Bool3(None),
-        NotYet,
+        Yes,
     ),
     // Our extension: serve the module only on the listener of this port
     // (0: the main listener).  See docs/operations.md.

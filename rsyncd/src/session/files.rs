@@ -4,6 +4,12 @@
 //! path beneath a held module-root directory fd with `openat2(2)` and
 //! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`, then
 //! `fstat`s the result and requires a regular file (CVE-2024-12747 class).
+//!
+//! This holds whatever the module's `use chroot` says: we never chroot
+//! (sessions are threads), and the confinement is at least as strict as
+//! stock's chroot.  The client-visible effects of `use chroot` (defaults of
+//! `munge symlinks` and `numeric ids`, how symlinks in an argument's
+//! directory part resolve) are in `modopts.rs`.
 
 use std::ffi::CString;
 use std::fs::File;
@@ -86,10 +92,24 @@ impl ModuleRoot {
     /// Fails with ENOENT if any component is a symlink or escapes, and
     /// with `EINVAL` if the result is not a regular file.
     pub fn open_file(&self, rel: &[u8]) -> io::Result<File> {
+        self.open_file_with(rel, false)
+    }
+
+    /// [`Self::open_file`], with `O_NOATIME` when `noatime` is set (`open
+    /// noatime`, `--open-noatime`; stock `do_open()`).  Where the kernel
+    /// refuses `O_NOATIME` (EPERM: the daemon neither owns the file nor has
+    /// `CAP_FOWNER`) the open is retried without it.  Stock 3.2.7 has no
+    /// such retry and fails the file; our daemon serves it, touching atime.
+    pub fn open_file_with(&self, rel: &[u8], noatime: bool) -> io::Result<File> {
         if rel.is_empty() {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
-        let fd = match self.open_beneath(rel, libc::O_RDONLY | libc::O_NONBLOCK) {
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+        let opened = match self.open_beneath(rel, flags | if noatime { libc::O_NOATIME } else { 0 }) {
+            Err(e) if noatime && e.raw_os_error() == Some(libc::EPERM) => self.open_beneath(rel, flags),
+            r => r,
+        };
+        let fd = match opened {
             Ok(fd) => fd,
             Err(e) => {
                 // Symlink components look like "no such file" to the client:
@@ -172,6 +192,38 @@ mod tests {
         assert!(root.open_file(b"sub/g").is_ok());
         for bad in [&b"lnk"[..], b"dlnk/g", b"abs", b"../etc/passwd", b"/etc/passwd", b"sub", b"missing"] {
             assert!(root.open_file(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// `O_NOATIME` opens leave the access time alone (the daemon runs the
+    /// tests as root, so the kernel allows the flag on any file).
+    #[test]
+    fn noatime_open_keeps_atime() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"data").unwrap();
+        let old = libc::timespec { tv_sec: 1_000_000, tv_nsec: 0 };
+        let set_old = || {
+            let c = CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+            let times = [old, libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT }];
+            // SAFETY: valid path and a two-element timespec array.
+            assert_eq!(unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) }, 0);
+        };
+        let root = ModuleRoot::open(d.path()).unwrap();
+        let read = |noatime: bool| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut root.open_file_with(b"f", noatime).unwrap(), &mut s).unwrap();
+            assert_eq!(s, "data");
+            std::fs::metadata(&p).unwrap().atime()
+        };
+        set_old();
+        assert_eq!(read(true), 1_000_000);
+        // A plain read updates an atime older than the mtime (relatime),
+        // unless the file system never records atimes.
+        let mounted_noatime = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default().contains("noatime");
+        if !mounted_noatime {
+            assert_ne!(read(false), 1_000_000);
         }
     }
 

@@ -10,6 +10,7 @@ pub mod files;
 pub mod flist;
 pub mod io;
 pub mod liststream;
+pub mod modopts;
 pub mod transfer;
 
 use std::net::{SocketAddr, TcpStream};

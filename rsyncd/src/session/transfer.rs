@@ -136,9 +136,15 @@ struct SystemNames {
 
 impl IdNames for SystemNames {
     fn user_name(&self, uid: u32) -> Option<Vec<u8>> {
+        if let Some(name) = super::modopts::user_name_override(uid) {
+            return name;
+        }
         self.users.borrow_mut().entry(uid).or_insert_with(|| crate::access::identity::user_by_uid(uid).map(|u| u.name)).clone()
     }
     fn group_name(&self, gid: u32) -> Option<Vec<u8>> {
+        if let Some(name) = super::modopts::group_name_override(gid) {
+            return name;
+        }
         self.groups.borrow_mut().entry(gid).or_insert_with(|| crate::access::identity::group_name(gid)).clone()
     }
 }
@@ -243,6 +249,7 @@ pub(crate) fn negotiate(s: &mut Session, parsed: &ParsedArgs, varint: bool) -> R
 
 /// Run the sender role for one pull.
 pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArgs) -> Result<(), SessionError> {
+    let (parsed, _module_opts) = super::modopts::enter(&module.opts, parsed);
     let p = s.protocol;
 
     let mut o = parsed.options.clone();
@@ -417,7 +424,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     let mut xfer = Xfer {
         ndx_out,
         tokens: match TokenEncoder::new(neg.compression, o.compress_level, p) {
-            Ok(t) => t,
+            Ok(t) => module.opts.tune_tokens(t),
             // init_compression_level(): a zero level turns compression off on
             // both sides.
             Err(protocol::token::TokenError::LevelOff(_)) => match TokenEncoder::new(Compression::None, None, p) {
@@ -578,7 +585,8 @@ pub(super) fn to_file_entry<'a>(
     let is_dev = matches!(e.mode() & libc::S_IFMT, libc::S_IFCHR | libc::S_IFBLK);
     FileEntry {
         name,
-        mode: e.mode(),
+        // MODULE HOOK: `outgoing chmod`.
+        mode: super::modopts::outgoing_mode(e.mode()),
         size: entry_size(e),
         mtime: e.mtime(),
         mtime_nsec: e.mtime_nsec(),
@@ -586,7 +594,8 @@ pub(super) fn to_file_entry<'a>(
         gid: e.gid(),
         rdev_major: if is_dev { e.rdev_major() } else { 0 },
         rdev_minor: if is_dev { e.rdev_minor() } else { 0 },
-        link_target: if e.is_symlink() { e.link_target() } else { &[] },
+        // MODULE HOOK: `munge symlinks` (the size stays the on-disk length, as stock's st_size).
+        link_target: if e.is_symlink() { super::modopts::outgoing_link(e.link_target()) } else { &[] },
         top_dir: top_dir && e.is_dir(),
         no_content_dir: no_content && e.is_dir(),
         hardlink: if o.hard_links && !e.is_dir() && e.nlink() > 1 { Some((e.dev(), e.ino())) } else { None },
@@ -851,7 +860,8 @@ fn send_file(
     io_error: &mut i32,
 ) -> Result<bool, SessionError> {
     let mpath = join(&list.roots[it.root as usize], &list.name(it, entry));
-    let mut file = match module.root.open_file(&mpath).and_then(|f| opened_readable(module, &mpath, f)) {
+    let noatime = super::modopts::open_noatime();
+    let mut file = match module.root.open_file_with(&mpath, noatime).and_then(|f| opened_readable(module, &mpath, f)) {
         Ok(f) => f,
         Err(e) => {
             let root = &list.roots[it.root as usize];
