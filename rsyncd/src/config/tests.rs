@@ -731,12 +731,7 @@ fn stock_sophisticated_example() {
         .map(|w| (w.line, w.message.clone()))
         .collect();
     let nys = |p: &str| format!("parameter \"{p}\" is not yet supported; it is ignored");
-    assert_eq!(
-        w,
-        [
-            (3, nys("use chroot")),
-        ]
-    );
+    assert_eq!(w, [(3, nys("use chroot")),]);
     // Without the cvs module the rest is served as stock would.
     let text = fs::read_to_string(&path).unwrap();
     let cut = text.find("[cvs]").unwrap();
@@ -1070,18 +1065,29 @@ fn per_connection_variables_are_not_expanded() {
 fn exec_hooks_are_kept_as_written_without_warnings() {
     // Stock expands a hook's %VAR% for each connection (shell-quoted), so
     // the loader leaves every reference alone and warns about none.
-    let c = ok("pre-xfer exec = /bin/check %RSYNC_USER_NAME%\n[m]\npath = /m\n\
+    let c = ok(
+        "pre-xfer exec = /bin/check %RSYNC_USER_NAME%\n[m]\npath = /m\n\
                 post-xfer exec = log %RSYNC_MODULE_NAME% %FOO% %RSYNC_EXIT_STATUS%\n\
-                early exec = true\n[n]\npath = /n\n");
+                early exec = true\n[n]\npath = /n\n",
+    );
     let (m, n) = (&c.modules[0], &c.modules[1]);
-    assert_eq!(m.pre_xfer_exec.as_deref(), Some("/bin/check %RSYNC_USER_NAME%"));
+    assert_eq!(
+        m.pre_xfer_exec.as_deref(),
+        Some("/bin/check %RSYNC_USER_NAME%")
+    );
     assert_eq!(
         m.post_xfer_exec.as_deref(),
         Some("log %RSYNC_MODULE_NAME% %FOO% %RSYNC_EXIT_STATUS%")
     );
     assert_eq!(m.early_exec.as_deref(), Some("true"));
-    assert_eq!(n.pre_xfer_exec.as_deref(), Some("/bin/check %RSYNC_USER_NAME%"));
-    assert_eq!((n.post_xfer_exec.as_deref(), n.early_exec.as_deref()), (None, None));
+    assert_eq!(
+        n.pre_xfer_exec.as_deref(),
+        Some("/bin/check %RSYNC_USER_NAME%")
+    );
+    assert_eq!(
+        (n.post_xfer_exec.as_deref(), n.early_exec.as_deref()),
+        (None, None)
+    );
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
 }
 
