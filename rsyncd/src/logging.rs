@@ -704,6 +704,23 @@ pub fn log_request(
     let Some(ml) = module_log(state, module) else {
         return;
     };
+    log_request_line(state, module, peer, user, args);
+    // flist.c send_file_list() logs this as it starts, which follows at once.
+    ml.target.write(b"building file list");
+}
+
+/// Only the "rsync on REQUEST from [USER@]HOST (ADDR)" line of
+/// [`log_request`] (for a session refused after its arguments).
+pub fn log_request_line(
+    state: &crate::module::ServerState,
+    module: &crate::module::ModuleRuntime,
+    peer: &SocketAddr,
+    user: Option<&[u8]>,
+    args: &[Vec<u8>],
+) {
+    let Some(ml) = module_log(state, module) else {
+        return;
+    };
     let dot = args
         .iter()
         .position(|a| a.as_slice() == b".")
@@ -721,8 +738,42 @@ pub fn log_request(
     }
     line.extend_from_slice(format!("{host} ({addr})").as_bytes());
     ml.target.write(&line);
-    // flist.c send_file_list() logs this as it starts, which follows at once.
-    ml.target.write(b"building file list");
+}
+
+/// One line into a module's log (stock's `FLOG` once the module's logging
+/// is set up, `log_init(1)` in `rsync_module()`).
+pub fn log_module(
+    state: &crate::module::ServerState,
+    module: &crate::module::ModuleRuntime,
+    line: &[u8],
+) {
+    tracing::info!(module = %module.name, "{}", String::from_utf8_lossy(line));
+    if let Some(ml) = module_log(state, module) {
+        ml.target.write(line);
+    }
+}
+
+/// One line into the daemon's global log (stock's `FLOG` before a module's
+/// logging is set up: connection, access and authentication lines).
+pub fn log_global(line: &str) {
+    tracing::info!("{line}");
+    if let Some(l) = LOGGER.get() {
+        l.global.write(line.as_bytes());
+    }
+}
+
+/// The client's address and host name as stock shows them, for a session
+/// whose peer is `peer` (`None`: unknown, shown as 0.0.0.0) when names are
+/// looked up (`reverse`) or not.
+pub fn peer_names(peer: Option<SocketAddr>, reverse: bool) -> (String, String) {
+    match peer {
+        Some(p) => (
+            Peer::from_socket(&p).addr.to_string(),
+            host_name(&p, reverse),
+        ),
+        None if reverse => ("0.0.0.0".into(), HostName::Unknown.shown().into()),
+        None => ("0.0.0.0".into(), HostName::Undetermined.shown().into()),
+    }
 }
 
 /// "rsync allowed access on module M from HOST (ADDR)" after the host ACL

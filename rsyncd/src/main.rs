@@ -317,6 +317,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     rsyncd::logging::install(&cfg);
+    rsyncd::exec::install(&cfg);
     if let Mode::Stdio(m) = mode {
         let code = serve_stdio(&cfg, m)?;
         std::process::exit(code);

@@ -71,9 +71,11 @@ pub struct Session {
     /// The `max connections` slot, held for the whole session.
     _slot: Option<Slot>,
     /// End without the graceful shutdown-and-drain (see `refuse`).
-    abortive_close: bool,
+    pub(crate) abortive_close: bool,
     /// The binary setup (flags and negotiation) already ran; only the seed is left.
     setup_done: bool,
+    /// The module's hooks, once admitted (`post-xfer exec` runs at the end).
+    pub(crate) hooks: Option<crate::exec::SessionHooks>,
 }
 
 /// Serve one connection arriving on listener `listener`. Never panics on
@@ -121,6 +123,7 @@ pub fn serve_conns(
         _slot: None,
         abortive_close: false,
         setup_done: false,
+        hooks: None,
     };
     let r = s.run();
     if let Err(e) = &r {
@@ -139,13 +142,25 @@ pub fn serve_conns(
         // so a client still sending its file list finishes writing and sees
         // the reset on its next read ("read error"), not mid-write.
         std::thread::sleep(Duration::from_millis(100));
-        return r;
+        return end_session(s, r);
     }
     s.out.shutdown();
     // Drain briefly so the kernel does not reset the connection while the
     // client still reads our last messages.
     s.input.set_limits(ReadLimits { deadline: Some(Instant::now() + Duration::from_secs(2)), idle: None });
     let _ = s.drain();
+    end_session(s, r)
+}
+
+/// Closes the connection, then runs the module's `post-xfer exec` (stock
+/// runs it once the connection's process has exited), still holding the
+/// `max connections` slot.
+fn end_session(mut s: Session, r: Result<(), SessionError>) -> Result<(), SessionError> {
+    let Some(hooks) = s.hooks.take() else { return r };
+    let slot = s._slot.take();
+    drop(s);
+    crate::exec::after_session(&hooks, &r);
+    drop(slot);
     r
 }
 
@@ -193,12 +208,13 @@ impl Session {
         self.client_digests = g.digests;
         self.out.set_protocol(self.protocol);
 
+        let mut early_input = Vec::new();
         let module_name = loop {
             let line = self.input.read_line(max_line)?;
             match greeting::parse_module_line(&line) {
                 Ok(ModuleRequest::List) => return self.send_listing(),
                 Ok(ModuleRequest::EarlyInput(n)) => {
-                    self.input.read_exact_vec(n)?;
+                    early_input = self.input.read_exact_vec(n)?;
                 }
                 Ok(ModuleRequest::UnknownCommand(c)) => {
                     let t = format!("Unknown command '{}'", files::safe_name(&c));
@@ -216,6 +232,7 @@ impl Session {
             }
         };
         self.admit(&module)?;
+        crate::exec::before_ok(self, &module, &early_input)?;
         self.out.raw(greeting::OK_LINE)?;
         tracing::info!(peer = %shown_peer(self.peer), module = %module.name, protocol = self.protocol, "module requested");
         self.serve_module(module)
@@ -369,6 +386,10 @@ impl Session {
         });
         let second = if secluded { Some(self.read_args(true)?) } else { None };
         let parsed = protocol::args::parse_server_args(&first, second.as_deref());
+        // Stock runs the pre-xfer exec whether or not the arguments parsed.
+        if let Some(msg) = crate::exec::pre_xfer(self, &module, &first, second.as_deref(), parsed.as_ref().ok()) {
+            return crate::exec::refuse_pre_xfer(self, parsed.as_ref().ok(), &msg);
+        }
         let parsed = match parsed.and_then(|p| check_supported(p, &module)) {
             Ok(p) => p,
             Err(ArgError::Push) => return self.refuse_push(&first, second.as_deref()),
@@ -445,7 +466,7 @@ impl Session {
 
     /// The binary setup of a session that will not transfer: compat flags
     /// (without the client's capabilities), seed, multiplexing.
-    fn refused_setup(&mut self) -> Result<(), SessionError> {
+    pub(crate) fn refused_setup(&mut self) -> Result<(), SessionError> {
         let mut b = Vec::new();
         if std::mem::take(&mut self.setup_done) {
             put_i32(&mut b, self.new_seed());
