@@ -212,7 +212,10 @@ impl Session {
         let module_name = loop {
             let line = self.input.read_line(max_line)?;
             match greeting::parse_module_line(&line) {
-                Ok(ModuleRequest::List) => return self.send_listing(),
+                Ok(ModuleRequest::List) => {
+                    crate::logging::log_list_request(self.peer);
+                    return self.send_listing();
+                }
                 Ok(ModuleRequest::EarlyInput(n)) => {
                     early_input = self.input.read_exact_vec(n)?;
                 }
@@ -227,6 +230,7 @@ impl Session {
         let module = match self.state.module(&module_name, self.listener) {
             Some(m) => m.clone(),
             None => {
+                crate::logging::log_unknown_module(self.peer, &module_name);
                 let t = format!("Unknown module '{}'", files::safe_name(&module_name));
                 return self.text_error(&t);
             }
@@ -247,7 +251,7 @@ impl Session {
             // stock calls it UNKNOWN at 0.0.0.0, which `0.0.0.0/0` would
             // admit; we fail closed on any host rule instead.
             if !rules.hosts.is_open() {
-                tracing::info!("rsync denied on module {} from UNKNOWN (0.0.0.0)", module.name);
+                crate::logging::log_global(&format!("rsync denied on module {} from UNKNOWN (0.0.0.0)", module.name));
                 if !module.list {
                     return self.text_error(&format!("Unknown module '{}'", module.name));
                 }
@@ -261,13 +265,12 @@ impl Session {
             let resolver = SystemResolver { timeout: DNS_TIMEOUT.min(self.deadline.saturating_duration_since(Instant::now())) };
             let mut who = PeerInfo::new(addr, &resolver);
             if !rules.hosts.allows(&mut who) {
-                if !module.list {
-                    tracing::info!("rsync denied on module {} from {shown_addr}", module.name);
-                    return self.text_error(&format!("Unknown module '{}'", module.name));
-                }
                 let host = who.host(rules.hosts.reverse_lookup).0;
                 let host = files::safe_name(host.shown().as_bytes());
-                tracing::info!("rsync denied on module {} from {host} ({shown_addr})", module.name);
+                crate::logging::log_global(&format!("rsync denied on module {} from {host} ({shown_addr})", module.name));
+                if !module.list {
+                    return self.text_error(&format!("Unknown module '{}'", module.name));
+                }
                 return self.text_error(&format!("access denied to {} from {host} ({shown_addr})", module.name));
             }
         }
@@ -282,11 +285,12 @@ impl Session {
             Ok(slot) => self._slot = slot,
             Err(e) => {
                 match &e {
-                    crate::access::limits::ClaimError::LockFile(io) => {
-                        tracing::warn!("failed to open lock file {}: {io}", rules.lock_file.display())
-                    }
+                    crate::access::limits::ClaimError::LockFile(io) => crate::logging::log_global(&format!(
+                        "failed to open lock file {}: {io}",
+                        rules.lock_file.display()
+                    )),
                     crate::access::limits::ClaimError::Full(n) => {
-                        tracing::info!("max connections ({n}) reached")
+                        crate::logging::log_global(&format!("max connections ({n}) reached"))
                     }
                 }
                 return self.text_error(&e.client_text());
@@ -308,6 +312,8 @@ impl Session {
     fn authenticate(&mut self, module: &Arc<ModuleRuntime>, addr: &str) -> Result<(), SessionError> {
         let rules = &module.rules;
         let failed = format!("auth failed on module {}", module.name);
+        // The log names the client as stock does: "HOST (ADDR)".
+        let addr = format!("{} ({addr})", crate::logging::peer_names(self.peer, rules.hosts.reverse_lookup).1);
         let Some(digest) = auth::negotiate_digest(self.client_digests.as_deref(), self.protocol) else {
             let ours: Vec<&str> = auth::DIGEST_ORDER.iter().map(|d| d.name()).collect();
             self.out.raw(&greeting::error_line(&format!(
@@ -318,19 +324,19 @@ impl Session {
         };
         if let Some(floor) = rules.auth.floor {
             if auth::below_floor(digest, floor) {
-                tracing::info!(
+                crate::logging::log_global(&format!(
                     "auth failed on module {} from {addr}: negotiated auth digest {} is weaker than the required 'auth digest = {}'",
                     module.name,
                     digest.name(),
                     floor.name()
-                );
+                ));
                 return self.text_error(&failed);
             }
         }
         let challenge = match auth::new_challenge(digest) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("auth failed on module {} from {addr}: no random challenge: {e}", module.name);
+                crate::logging::log_global(&format!("auth failed on module {} from {addr}: no random challenge: {e}", module.name));
                 return self.text_error(&failed);
             }
         };
@@ -351,7 +357,11 @@ impl Session {
                 Ok(())
             }
             Err((user, why)) => {
-                tracing::info!("auth failed on module {} from {addr} for {}: {why}", module.name, files::safe_name(&user));
+                // auth_server(): a malformed response names no user.
+                crate::logging::log_global(&match why {
+                    auth::AuthFailure::InvalidResponse => format!("auth failed on module {} from {addr}: {why}", module.name),
+                    _ => format!("auth failed on module {} from {addr} for {}: {why}", module.name, files::safe_name(&user)),
+                });
                 self.text_error(&failed)
             }
         }
