@@ -903,10 +903,7 @@ mod tests {
             ]
         );
         assert_eq!(pre_exec_vars(None, &[]), [(b"RSYNC_REQUEST".to_vec(), b"(NONE)".to_vec())]);
-        assert_eq!(
-            post_exec_vars(4),
-            [(b"RSYNC_RAW_STATUS".to_vec(), b"1024".to_vec()), (b"RSYNC_EXIT_STATUS".to_vec(), b"4".to_vec())]
-        );
+        assert_eq!(post_exec_vars(4), [(b"RSYNC_RAW_STATUS".to_vec(), b"1024".to_vec()), (b"RSYNC_EXIT_STATUS".to_vec(), b"4".to_vec())]);
         assert_eq!(post_exec_vars(-1)[1].1, b"255");
         assert_eq!(post_exec_vars(-1)[0].1, b"65280");
     }
@@ -1013,11 +1010,8 @@ mod tests {
 
     #[test]
     fn prepared_hooks_expand_every_command() {
-        let hooks = Hooks {
-            early: Some(b"e %RSYNC_MODULE_NAME%".to_vec()),
-            pre_xfer: None,
-            post_xfer: Some(b"p %RSYNC_USER_NAME%".to_vec()),
-        };
+        let hooks =
+            Hooks { early: Some(b"e %RSYNC_MODULE_NAME%".to_vec()), pre_xfer: None, post_xfer: Some(b"p %RSYNC_USER_NAME%".to_vec()) };
         let h = SessionHooks::prepare(&hooks, &conn(), &env).unwrap();
         assert_eq!(h.commands(), [Some(&b"e 'pub'"[..]), None, Some(&b"p ''"[..])]);
         let mut c = conn();

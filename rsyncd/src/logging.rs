@@ -525,9 +525,9 @@ impl SyslogConn {
         let d = std::os::unix::net::UnixDatagram::unbound()?;
         match d.connect(path) {
             Ok(()) => Ok(SyslogConn::Dgram(d)),
-            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => {
-                Ok(SyslogConn::Stream(std::os::unix::net::UnixStream::connect(path)?))
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => Ok(SyslogConn::Stream(
+                std::os::unix::net::UnixStream::connect(path)?,
+            )),
             Err(e) => Err(e),
         }
     }
@@ -709,12 +709,24 @@ pub fn install(config: &Config) {
     let mut sinks = Sinks::default();
     let g = &config.global;
     let gfac = facility(&g.syslog_facility).unwrap_or(libc::LOG_DAEMON);
-    let global = target_for(&g.log_file, &g.syslog_facility, &g.syslog_tag, &mut sinks, gfac);
+    let global = target_for(
+        &g.log_file,
+        &g.syslog_facility,
+        &g.syslog_tag,
+        &mut sinks,
+        gfac,
+    );
     let modules: Vec<ModuleLog> = config
         .modules
         .iter()
         .map(|m| ModuleLog {
-            target: target_for(&m.log_file, &m.syslog_facility, &m.syslog_tag, &mut sinks, gfac),
+            target: target_for(
+                &m.log_file,
+                &m.syslog_facility,
+                &m.syslog_tag,
+                &mut sinks,
+                gfac,
+            ),
             transfer_logging: m.transfer_logging,
             format: if m.log_format.is_empty() {
                 DEFAULT_LOG_FORMAT
@@ -852,7 +864,10 @@ pub fn log_module(
 /// One line into the daemon's global log (stock's `FLOG` before a module's
 /// logging is set up: connection, access and authentication lines).
 pub fn log_global(line: &str) {
-    tracing::info!("{}", String::from_utf8_lossy(&escape_controls(line.as_bytes())));
+    tracing::info!(
+        "{}",
+        String::from_utf8_lossy(&escape_controls(line.as_bytes()))
+    );
     if let Some(l) = LOGGER.get() {
         l.global.write(line.as_bytes());
     }
@@ -877,7 +892,9 @@ pub fn log_list_request(peer: Option<SocketAddr>) {
 pub fn log_unknown_module(peer: Option<SocketAddr>, name: &[u8]) {
     let (addr, host) = global_names(peer);
     let name = String::from_utf8_lossy(name);
-    log_global(&format!("unknown module '{name}' tried from {host} ({addr})"));
+    log_global(&format!(
+        "unknown module '{name}' tried from {host} ({addr})"
+    ));
 }
 
 /// The client's address and host name as stock shows them, for a session
@@ -1332,7 +1349,10 @@ mod tests {
         let two = String::from_utf8_lossy(&buf[..n]).into_owned();
         let pid = std::process::id();
         assert!(one.starts_with("<174>"), "{one}");
-        assert!(one.ends_with(&format!(" mod-a[{pid}]: one\\#012line")), "{one}");
+        assert!(
+            one.ends_with(&format!(" mod-a[{pid}]: one\\#012line")),
+            "{one}"
+        );
         assert!(two.starts_with("<30>"), "{two}");
         assert!(two.ends_with(&format!(" rsyncd[{pid}]: two")), "{two}");
         // A logger that went away loses lines without an error; one that
