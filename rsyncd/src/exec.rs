@@ -358,6 +358,13 @@ pub fn full_module_path(path: &Path, cwd: &Path) -> Vec<u8> {
     out
 }
 
+/// `RSYNC_REQUEST` (`None`: no file argument) and the `RSYNC_ARG` values.
+pub type RequestArgs = (Option<Vec<u8>>, Vec<Vec<u8>>);
+
+/// Expands one file argument (`glob_expand_module()`); the flag says it
+/// comes from the `-s` list.
+pub type ArgExpander<'a> = dyn Fn(&[u8], bool) -> Vec<Vec<u8>> + 'a;
+
 /// `RSYNC_REQUEST` and the `RSYNC_ARG` values of a pre-xfer exec.  Mirrors
 /// io.c `read_args()` (as rsync 3.5.0: option arguments of the first list
 /// unbackslashed) and `write_pre_exec_args()`: the first list gets `rsyncd`
@@ -367,12 +374,8 @@ pub fn full_module_path(path: &Path, cwd: &Path) -> Vec<u8> {
 /// 1024 bytes).  With a second (`-s`) list, the arguments are the first
 /// list's followed by the second's without its first word, and the request
 /// is the second list's.
-pub fn pre_xfer_args(
-    first: &[Vec<u8>],
-    second: Option<&[Vec<u8>]>,
-    expand: &dyn Fn(&[u8], bool) -> Vec<Vec<u8>>,
-) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
-    let read = |list: &[Vec<u8>], daemon_first: bool| -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+pub fn pre_xfer_args(first: &[Vec<u8>], second: Option<&[Vec<u8>]>, expand: &ArgExpander<'_>) -> RequestArgs {
+    let read = |list: &[Vec<u8>], daemon_first: bool| -> RequestArgs {
         let mut argv: Vec<Vec<u8>> = Vec::new();
         if daemon_first {
             argv.push(b"rsyncd".to_vec());
