@@ -8,6 +8,7 @@
 pub mod access;
 pub mod config;
 pub mod control;
+pub mod exec;
 pub mod logging;
 pub mod module;
 pub mod proxy;

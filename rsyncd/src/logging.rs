@@ -7,7 +7,6 @@
 //! ([`install`]) do the IO.  Operational diagnostics still go to `tracing`.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -480,8 +479,8 @@ impl FileSink {
 pub enum Target {
     /// `log file`.
     File(Arc<FileSink>),
-    /// syslog with this facility (`LOG_*` value); the tag is set once per process.
-    Syslog(libc::c_int),
+    /// syslog, with the tag and facility of the module (or the global ones).
+    Syslog(Arc<SyslogSink>),
 }
 
 impl Target {
@@ -493,16 +492,121 @@ impl Target {
                     tracing::warn!("writing log file {}: {e}", f.path.display());
                 }
             }
-            Target::Syslog(fac) => {
-                let Ok(msg) = CString::new(escape_controls(line)) else {
-                    return;
-                };
-                // SAFETY: both strings are NUL-terminated and live across the call;
-                // the format takes exactly one string argument.
-                unsafe { libc::syslog(*fac | libc::LOG_INFO, c"%s".as_ptr(), msg.as_ptr()) };
+            Target::Syslog(s) => s.write_line(line),
+        }
+    }
+}
+
+/// The socket the system logger reads (glibc's `_PATH_LOG`).
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
+/// Messages to the system logger with one tag and facility.  Stock calls
+/// `openlog()` with the module's `syslog tag` and `syslog facility` in each
+/// connection's process; one process serving every module cannot use
+/// `openlog()`, so this writes the records glibc's `syslog()` would
+/// ([`syslog_record`]) to the logger's socket itself.
+#[derive(Debug)]
+pub struct SyslogSink {
+    tag: String,
+    facility: libc::c_int,
+    path: PathBuf,
+    conn: Mutex<Option<SyslogConn>>,
+}
+
+#[derive(Debug)]
+enum SyslogConn {
+    Dgram(std::os::unix::net::UnixDatagram),
+    /// A stream socket: records end with a NUL, as glibc sends them.
+    Stream(std::os::unix::net::UnixStream),
+}
+
+impl SyslogConn {
+    fn connect(path: &Path) -> std::io::Result<SyslogConn> {
+        let d = std::os::unix::net::UnixDatagram::unbound()?;
+        match d.connect(path) {
+            Ok(()) => Ok(SyslogConn::Dgram(d)),
+            Err(e) if e.raw_os_error() == Some(libc::EPROTOTYPE) => Ok(SyslogConn::Stream(
+                std::os::unix::net::UnixStream::connect(path)?,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn send(&mut self, rec: &[u8]) -> std::io::Result<()> {
+        match self {
+            SyslogConn::Dgram(d) => d.send(rec).map(drop),
+            SyslogConn::Stream(s) => {
+                s.write_all(rec)?;
+                s.write_all(b"\0")
             }
         }
     }
+}
+
+impl SyslogSink {
+    /// A sink for `tag` (empty: stock's default "rsyncd") and `facility`
+    /// (a `LOG_*` value), writing to `path` (normally [`SYSLOG_SOCKET`]).
+    pub fn new(tag: &str, facility: libc::c_int, path: &Path) -> SyslogSink {
+        SyslogSink {
+            tag: if tag.is_empty() { "rsyncd" } else { tag }.to_string(),
+            facility,
+            path: path.to_path_buf(),
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// Send one line (priority `LOG_INFO`), controls escaped.  Like
+    /// `syslog()`, a logger that is not there loses the line; a logger that
+    /// restarted is reconnected to once.
+    pub fn write_line(&self, line: &[u8]) {
+        let rec = syslog_record(
+            self.facility | libc::LOG_INFO,
+            &self.tag,
+            std::process::id(),
+            now_secs(),
+            &escape_controls(line),
+        );
+        let mut g = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        for _ in 0..2 {
+            if g.is_none() {
+                *g = SyslogConn::connect(&self.path).ok();
+            }
+            let Some(c) = g.as_mut() else { return };
+            if c.send(&rec).is_ok() {
+                return;
+            }
+            *g = None;
+        }
+    }
+}
+
+/// One record as glibc's `syslog()` sends it to the local logger:
+/// `<PRI>Mmm dd hh:mm:ss TAG[PID]: MESSAGE` (local time, C-locale month).
+pub fn syslog_record(pri: libc::c_int, tag: &str, pid: u32, t: i64, msg: &[u8]) -> Vec<u8> {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let tt = t as libc::time_t;
+    // SAFETY: `tm` is plain old data, fully written by localtime_r on success;
+    // both pointers are valid for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: see above.
+    let ok = !unsafe { libc::localtime_r(&tt, &mut tm) }.is_null();
+    let stamp = if ok {
+        format!(
+            "{} {:2} {:02}:{:02}:{:02}",
+            MONTHS[tm.tm_mon.clamp(0, 11) as usize],
+            tm.tm_mday,
+            tm.tm_hour,
+            tm.tm_min,
+            tm.tm_sec
+        )
+    } else {
+        "Jan  1 00:00:00".to_string()
+    };
+    let mut rec = format!("<{pri}>{stamp} {tag}[{pid}]: ").into_bytes();
+    rec.extend_from_slice(msg);
+    rec
 }
 
 /// A syslog facility name (or number) as `LOG_*`.
@@ -559,12 +663,21 @@ pub struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// The sinks opened so far, shared between modules that name the same.
+#[derive(Default)]
+struct Sinks {
+    files: HashMap<PathBuf, Arc<FileSink>>,
+    syslog: HashMap<(String, libc::c_int), Arc<SyslogSink>>,
+}
+
 fn target_for(
     file: &Option<PathBuf>,
     fac: &str,
-    files: &mut HashMap<PathBuf, Arc<FileSink>>,
+    tag: &str,
+    sinks: &mut Sinks,
     syslog_fallback: libc::c_int,
 ) -> Target {
+    let files = &mut sinks.files;
     if let Some(p) = file.as_ref().filter(|p| !p.as_os_str().is_empty()) {
         if let Some(s) = files.get(p) {
             return Target::File(s.clone());
@@ -582,21 +695,38 @@ fn target_for(
             ),
         }
     }
-    Target::Syslog(facility(fac).unwrap_or(syslog_fallback))
+    let fac = facility(fac).unwrap_or(syslog_fallback);
+    let s = sinks
+        .syslog
+        .entry((tag.to_string(), fac))
+        .or_insert_with(|| Arc::new(SyslogSink::new(tag, fac, Path::new(SYSLOG_SOCKET))));
+    Target::Syslog(s.clone())
 }
 
 /// Set up logging from the configuration (once per process; later calls
 /// are ignored).  Opens the log files now so errors show at start-up.
 pub fn install(config: &Config) {
-    let mut files = HashMap::new();
+    let mut sinks = Sinks::default();
     let g = &config.global;
     let gfac = facility(&g.syslog_facility).unwrap_or(libc::LOG_DAEMON);
-    let global = target_for(&g.log_file, &g.syslog_facility, &mut files, gfac);
+    let global = target_for(
+        &g.log_file,
+        &g.syslog_facility,
+        &g.syslog_tag,
+        &mut sinks,
+        gfac,
+    );
     let modules: Vec<ModuleLog> = config
         .modules
         .iter()
         .map(|m| ModuleLog {
-            target: target_for(&m.log_file, &m.syslog_facility, &mut files, gfac),
+            target: target_for(
+                &m.log_file,
+                &m.syslog_facility,
+                &m.syslog_tag,
+                &mut sinks,
+                gfac,
+            ),
             transfer_logging: m.transfer_logging,
             format: if m.log_format.is_empty() {
                 DEFAULT_LOG_FORMAT
@@ -605,33 +735,11 @@ pub fn install(config: &Config) {
             }
             .as_bytes()
             .to_vec(),
-            reverse_lookup: m.reverse_lookup,
+            // Stock resolves the name at connect time when the global
+            // `reverse lookup` is on, whatever the module says.
+            reverse_lookup: g.reverse_lookup || m.reverse_lookup,
         })
         .collect();
-    let uses_syslog = matches!(global, Target::Syslog(_))
-        || modules
-            .iter()
-            .any(|m| matches!(m.target, Target::Syslog(_)));
-    if uses_syslog {
-        let tag = if g.syslog_tag.is_empty() {
-            "rsyncd"
-        } else {
-            g.syslog_tag.as_str()
-        };
-        if config
-            .modules
-            .iter()
-            .any(|m| !m.syslog_tag.is_empty() && m.syslog_tag != tag)
-        {
-            tracing::warn!("a module's \"syslog tag\" differs from the global one; the global tag {tag:?} is used for all lines");
-        }
-        if let Ok(t) = CString::new(tag) {
-            // openlog keeps the pointer: leak it for the life of the process.
-            let t: &'static std::ffi::CStr = Box::leak(t.into_boxed_c_str());
-            // SAFETY: `t` is a valid NUL-terminated string that lives forever.
-            unsafe { libc::openlog(t.as_ptr(), libc::LOG_PID | libc::LOG_NDELAY, gfac) };
-        }
-    }
     let _ = LOGGER.set(Logger {
         global,
         reverse_lookup: g.reverse_lookup,
@@ -704,6 +812,23 @@ pub fn log_request(
     let Some(ml) = module_log(state, module) else {
         return;
     };
+    log_request_line(state, module, peer, user, args);
+    // flist.c send_file_list() logs this as it starts, which follows at once.
+    ml.target.write(b"building file list");
+}
+
+/// Only the "rsync on REQUEST from [USER@]HOST (ADDR)" line of
+/// [`log_request`] (for a session refused after its arguments).
+pub fn log_request_line(
+    state: &crate::module::ServerState,
+    module: &crate::module::ModuleRuntime,
+    peer: &SocketAddr,
+    user: Option<&[u8]>,
+    args: &[Vec<u8>],
+) {
+    let Some(ml) = module_log(state, module) else {
+        return;
+    };
     let dot = args
         .iter()
         .position(|a| a.as_slice() == b".")
@@ -721,8 +846,69 @@ pub fn log_request(
     }
     line.extend_from_slice(format!("{host} ({addr})").as_bytes());
     ml.target.write(&line);
-    // flist.c send_file_list() logs this as it starts, which follows at once.
-    ml.target.write(b"building file list");
+}
+
+/// One line into a module's log (stock's `FLOG` once the module's logging
+/// is set up, `log_init(1)` in `rsync_module()`).
+pub fn log_module(
+    state: &crate::module::ServerState,
+    module: &crate::module::ModuleRuntime,
+    line: &[u8],
+) {
+    tracing::info!(module = %module.name, "{}", String::from_utf8_lossy(&escape_controls(line)));
+    if let Some(ml) = module_log(state, module) {
+        ml.target.write(line);
+    }
+}
+
+/// One line into the daemon's global log (stock's `FLOG` before a module's
+/// logging is set up: connection, access and authentication lines).
+pub fn log_global(line: &str) {
+    tracing::info!(
+        "{}",
+        String::from_utf8_lossy(&escape_controls(line.as_bytes()))
+    );
+    if let Some(l) = LOGGER.get() {
+        l.global.write(line.as_bytes());
+    }
+}
+
+/// The client's address and host name for lines logged before a module is
+/// chosen (stock's `start_daemon()`: names only with the global `reverse
+/// lookup`).
+fn global_names(peer: Option<SocketAddr>) -> (String, String) {
+    peer_names(peer, LOGGER.get().is_none_or(|l| l.reverse_lookup))
+}
+
+/// "module-list request from HOST (ADDR)" (mirrors clientserver.c
+/// `start_daemon()`).
+pub fn log_list_request(peer: Option<SocketAddr>) {
+    let (addr, host) = global_names(peer);
+    log_global(&format!("module-list request from {host} ({addr})"));
+}
+
+/// "unknown module 'NAME' tried from HOST (ADDR)" (mirrors clientserver.c
+/// `start_daemon()`); the name with control characters escaped.
+pub fn log_unknown_module(peer: Option<SocketAddr>, name: &[u8]) {
+    let (addr, host) = global_names(peer);
+    let name = String::from_utf8_lossy(name);
+    log_global(&format!(
+        "unknown module '{name}' tried from {host} ({addr})"
+    ));
+}
+
+/// The client's address and host name as stock shows them, for a session
+/// whose peer is `peer` (`None`: unknown, shown as 0.0.0.0) when names are
+/// looked up (`reverse`) or not.
+pub fn peer_names(peer: Option<SocketAddr>, reverse: bool) -> (String, String) {
+    match peer {
+        Some(p) => (
+            Peer::from_socket(&p).addr.to_string(),
+            host_name(&p, reverse),
+        ),
+        None if reverse => ("0.0.0.0".into(), HostName::Unknown.shown().into()),
+        None => ("0.0.0.0".into(), HostName::Undetermined.shown().into()),
+    }
 }
 
 /// "rsync allowed access on module M from HOST (ADDR)" after the host ACL
@@ -1129,6 +1315,58 @@ mod tests {
         assert_eq!(facility("local5"), Some(libc::LOG_LOCAL5));
         assert_eq!(facility("3"), Some(3 << 3));
         assert_eq!(facility("bogus"), None);
+    }
+
+    #[test]
+    fn syslog_records_as_glibc_sends_them() {
+        let r = syslog_record(libc::LOG_LOCAL3 | libc::LOG_INFO, "mirror", 77, 0, b"hi");
+        let r = String::from_utf8(r).unwrap();
+        assert!(r.starts_with("<158>"), "{r}");
+        assert!(r.ends_with(" mirror[77]: hi"), "{r}");
+        // "Mmm dd hh:mm:ss": the day is space-padded to two columns.
+        let stamp = &r[5..r.len() - " mirror[77]: hi".len()];
+        assert_eq!(stamp.len(), 15, "{stamp:?}");
+        assert_eq!(&stamp[6..7], " ");
+        assert_eq!((&stamp[9..10], &stamp[12..13]), (":", ":"));
+    }
+
+    #[test]
+    fn syslog_sinks_carry_their_own_tag_and_facility() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let a = SyslogSink::new("mod-a", libc::LOG_LOCAL5, &path);
+        let b = SyslogSink::new("", libc::LOG_DAEMON, &path);
+        a.write_line(b"one\nline");
+        b.write_line(b"two");
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        let one = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let n = server.recv(&mut buf).unwrap();
+        let two = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let pid = std::process::id();
+        assert!(one.starts_with("<174>"), "{one}");
+        assert!(
+            one.ends_with(&format!(" mod-a[{pid}]: one\\#012line")),
+            "{one}"
+        );
+        assert!(two.starts_with("<30>"), "{two}");
+        assert!(two.ends_with(&format!(" rsyncd[{pid}]: two")), "{two}");
+        // A logger that went away loses lines without an error; one that
+        // comes back is reconnected to.
+        drop(server);
+        std::fs::remove_file(&path).unwrap();
+        a.write_line(b"lost");
+        let server = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        server
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        a.write_line(b"back");
+        let n = server.recv(&mut buf).unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).ends_with("]: back"));
     }
 
     #[test]

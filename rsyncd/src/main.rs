@@ -144,6 +144,7 @@ fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
         // SAFETY: `set` is an initialised sigset_t; `sig` is valid for writes.
         while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
         tracing::info!(signal = sig, "shutting down");
+        rsyncd::server::remove_pid_file();
         let guard = state.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((st, dir)) = guard.as_ref() {
             let mut done: Vec<&str> = Vec::new();
@@ -322,6 +323,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     rsyncd::logging::install(&cfg);
+    rsyncd::exec::install(&cfg);
     if let Mode::Stdio(m) = mode {
         let code = serve_stdio(&cfg, m)?;
         std::process::exit(code);
@@ -337,6 +339,20 @@ fn main() -> anyhow::Result<()> {
     };
     let shutdown = Arc::new(Mutex::new(None));
     handle_termination(shutdown.clone())?;
+    // Stock writes the pid file of a listening daemon right after reading its
+    // configuration, and removes it when it exits (clientserver.c
+    // create_pid_file(), cleanup.c); a failure is fatal (exit 11).
+    let _pid_file = match &cfg.global.pid_file {
+        Some(p) => match rsyncd::server::write_pid_file(p) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!("{e}");
+                rsyncd::logging::log_global(&e.to_string());
+                std::process::exit(protocol::exit::Rerr::FileIo.code());
+            }
+        },
+        None => None,
+    };
     let state_dir = match &cli.state_dir {
         Some(d) => d.clone(),
         None => default_state_dir(true)?,

@@ -802,3 +802,264 @@ mod tests {
         assert!(NetSettings::from_global(&off).unwrap().proxy.is_none());
     }
 }
+
+// ---------------------------------------------------------------------------
+// pid file
+// ---------------------------------------------------------------------------
+
+/// Why the `pid file` could not be written; the text is stock's ("failed to
+/// STEP pid file PATH: REASON"), and stock then exits with code 11.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PidFileError {
+    /// The whole message.
+    pub message: String,
+}
+
+/// The daemon's `pid file`: written and locked at start-up, removed when
+/// dropped (if it is still the file we wrote).
+#[derive(Debug)]
+pub struct PidFile {
+    path: PathBuf,
+    /// Held open for the lock (a second daemon with the same file fails).
+    _file: std::fs::File,
+    dev: u64,
+    ino: u64,
+}
+
+/// `strerror()` text of an OS error (without std's "(os error N)").
+fn strerror(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.rfind(" (os error ") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn cstring(b: &[u8]) -> Result<std::ffi::CString, std::io::Error> {
+    std::ffi::CString::new(b).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `fstatat(dir, name, AT_SYMLINK_NOFOLLOW)`.
+fn lstat_at(dir: &std::fs::File, name: &std::ffi::CStr) -> std::io::Result<libc::stat> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `st` is plain old data that fstatat fills on success; `name`
+    // is NUL-terminated and `dir` an open directory for the call.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(st)
+    }
+}
+
+impl PidFile {
+    /// Writes `pid` into `path`.  Mirrors clientserver.c `create_pid_file()`
+    /// (rsync 3.5.0): the leaf is resolved in its directory, opened
+    /// without following a symlink; a leaf that is not a regular file is
+    /// removed first; the file is locked (bytes 0-3, so a second daemon with
+    /// the same pid file fails with "failed to lock"), must be at most 32
+    /// bytes (so a wrong path cannot clobber a real file), must still be the
+    /// file at `path`, and is truncated and given "PID\n" (mode 0664 less the
+    /// umask when created).
+    pub fn create(path: &Path, pid: u32) -> Result<PidFile, PidFileError> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::ffi::OsStrExt;
+        use std::os::unix::fs::OpenOptionsExt;
+        let shown = path.display().to_string();
+        let fail = |step: &str, e: &std::io::Error| PidFileError {
+            message: format!("failed to {step} pid file {shown}: {}", strerror(e)),
+        };
+        let bytes = path.as_os_str().as_bytes();
+        let (dir, base) = match bytes.iter().rposition(|&b| b == b'/') {
+            Some(0) => (&b"/"[..], &bytes[1..]),
+            Some(i) => (&bytes[..i], &bytes[i + 1..]),
+            None => (&b"."[..], bytes),
+        };
+        let dir_shown = String::from_utf8_lossy(dir).into_owned();
+        let dirf = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(std::ffi::OsStr::from_bytes(dir))
+            .map_err(|e| PidFileError {
+                message: format!("failed to open pid-file directory \"{dir_shown}\": {}", strerror(&e)),
+            })?;
+        let name = cstring(base).map_err(|e| fail("create", &e))?;
+        let before = lstat_at(&dirf, &name).ok();
+        let existed_regular = before.is_some_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
+        if before.is_some() && !existed_regular {
+            // SAFETY: unlinkat with an open directory fd and a NUL-terminated name.
+            if unsafe { libc::unlinkat(dirf.as_raw_fd(), name.as_ptr(), 0) } < 0 {
+                return Err(fail("unlink", &std::io::Error::last_os_error()));
+            }
+        }
+        // SAFETY: openat with an open directory fd and a NUL-terminated name;
+        // the result is checked and then owned by `file`.
+        let fd = unsafe {
+            libc::openat(
+                dirf.as_raw_fd(),
+                name.as_ptr(),
+                libc::O_RDWR | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                0o664 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            let step = if existed_regular { "open" } else { "create" };
+            return Err(fail(step, &std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+        // SAFETY: `lock` is plain old data describing bytes 0-3; F_SETLK only
+        // reads it.
+        let locked = unsafe {
+            let mut lock: libc::flock = std::mem::zeroed();
+            lock.l_type = libc::F_WRLCK as libc::c_short;
+            lock.l_whence = libc::SEEK_SET as libc::c_short;
+            lock.l_start = 0;
+            lock.l_len = 4;
+            libc::fcntl(fd, libc::F_SETLK, &lock) == 0
+        };
+        if !locked {
+            return Err(fail("lock", &std::io::Error::last_os_error()));
+        }
+        let md = file.metadata().map_err(|e| fail("fstat opened", &e))?;
+        let ok = std::io::Error::from_raw_os_error(0);
+        if md.len() > 32 {
+            return Err(fail("find small", &ok));
+        }
+        let again = lstat_at(&dirf, &name).map_err(|e| fail("lstat", &e))?;
+        use std::os::unix::fs::MetadataExt;
+        if !md.is_file() {
+            return Err(fail("avoid file overwrite race for", &ok));
+        }
+        if again.st_dev != md.dev() || again.st_ino != md.ino() {
+            return Err(fail("verify stat info for", &ok));
+        }
+        file.set_len(0).map_err(|e| fail("truncate", &e))?;
+        use std::io::Write;
+        let written = file.write_all(format!("{pid}\n").as_bytes());
+        // Removed on exit even if the write failed (cleanup_set_pid()).  The
+        // one descriptor stays open: closing any descriptor of the file
+        // would drop the process's lock.
+        let pid_file = PidFile { path: path.to_path_buf(), _file: file, dev: md.dev(), ino: md.ino() };
+        written.map_err(|e| fail("write", &e))?;
+        Ok(pid_file)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        // Only our file: never one a later daemon wrote after ours was replaced.
+        if std::fs::symlink_metadata(&self.path).is_ok_and(|m| m.dev() == self.dev && m.ino() == self.ino) {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The listening daemon's pid file (see [`write_pid_file`]).
+static PID_FILE: std::sync::Mutex<Option<PidFile>> = std::sync::Mutex::new(None);
+
+/// Removes the pid file (if any) when dropped; see [`write_pid_file`].
+#[derive(Debug)]
+pub struct PidFileGuard(());
+
+impl Drop for PidFileGuard {
+    fn drop(&mut self) {
+        remove_pid_file();
+    }
+}
+
+/// Writes this process's pid to `path` (see [`PidFile::create`]) and keeps
+/// it until the returned guard is dropped or [`remove_pid_file`] is called
+/// (the signal handler's way out).
+pub fn write_pid_file(path: &Path) -> Result<PidFileGuard, PidFileError> {
+    let f = PidFile::create(path, std::process::id())?;
+    *PID_FILE.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    Ok(PidFileGuard(()))
+}
+
+/// Removes the pid file written by [`write_pid_file`], if any.
+pub fn remove_pid_file() {
+    let f = PID_FILE.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(f);
+}
+
+#[cfg(test)]
+mod pid_file_tests {
+    use super::*;
+
+    #[test]
+    fn written_locked_and_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rsyncd.pid");
+        let f = PidFile::create(&p, 4242).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "4242\n");
+        // A small existing file is overwritten (stale pid of a dead daemon).
+        drop(f);
+        assert!(!p.exists(), "removed when dropped");
+        std::fs::write(&p, "999999\n\n").unwrap();
+        let f = PidFile::create(&p, 7).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "7\n");
+        drop(f);
+    }
+
+    #[test]
+    fn refuses_what_stock_refuses() {
+        let d = tempfile::tempdir().unwrap();
+        let big = d.path().join("big");
+        std::fs::write(&big, vec![b'x'; 33]).unwrap();
+        let e = PidFile::create(&big, 1).unwrap_err();
+        assert_eq!(e.message, format!("failed to find small pid file {}: Success", big.display()));
+        assert_eq!(std::fs::read(&big).unwrap().len(), 33, "left alone");
+        let e = PidFile::create(&d.path().join("no/such/x.pid"), 1).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("failed to open pid-file directory \"{}\": No such file or directory", d.path().join("no/such").display())
+        );
+        // A symlink at the path is replaced, never followed.
+        let target = d.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = d.path().join("link.pid");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let f = PidFile::create(&link, 5).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert!(std::fs::symlink_metadata(&link).unwrap().is_file());
+        drop(f);
+    }
+
+    #[test]
+    fn a_second_daemon_cannot_take_a_locked_pid_file() {
+        // fcntl locks belong to a process: probe from a forked child.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("rsyncd.pid");
+        let _f = PidFile::create(&p, 1).unwrap();
+        let c = cstring(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: the child only calls async-signal-safe functions (open,
+        // fcntl, _exit) on data prepared before the fork.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: see above; `lock` is plain old data.
+            unsafe {
+                let fd = libc::open(c.as_ptr(), libc::O_RDWR);
+                let mut lock: libc::flock = std::mem::zeroed();
+                lock.l_type = libc::F_WRLCK as libc::c_short;
+                lock.l_whence = libc::SEEK_SET as libc::c_short;
+                lock.l_len = 4;
+                let got = fd >= 0 && libc::fcntl(fd, libc::F_SETLK, &lock) == 0;
+                libc::_exit(if got { 0 } else { 3 });
+            }
+        }
+        assert!(pid > 0);
+        let mut status = 0;
+        // SAFETY: waiting for our own child; `status` is valid for writes.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(libc::WEXITSTATUS(status), 3, "the lock is held");
+    }
+}

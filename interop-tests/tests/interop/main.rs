@@ -13,6 +13,7 @@ mod checksums;
 mod compression;
 mod errors;
 mod errors_matrix;
+mod exec_hooks;
 mod files_from;
 mod filters;
 mod fixtures;

@@ -106,7 +106,7 @@ pub struct Global {
     pub address: Option<String>,
     /// `motd file`, sent to every client before the module list/choice.
     pub motd_file: Option<PathBuf>,
-    /// `pid file` (not yet supported).
+    /// `pid file`: written when the daemon listens (see `server::write_pid_file`).
     pub pid_file: Option<PathBuf>,
     /// `log file` as set in the global context.
     pub log_file: Option<PathBuf>,
@@ -371,11 +371,12 @@ pub struct Module {
     pub incoming_chmod: Option<String>,
     /// `outgoing chmod`: applied to the modes in the sent file list.
     pub outgoing_chmod: Option<String>,
-    /// `pre-xfer exec` (not yet supported).
+    /// `pre-xfer exec`, as written: its `%VAR%` references are expanded for
+    /// each connection, shell-quoted (see `crate::exec`).
     pub pre_xfer_exec: Option<String>,
-    /// `post-xfer exec` (not yet supported).
+    /// `post-xfer exec`, as written (see `pre_xfer_exec`).
     pub post_xfer_exec: Option<String>,
-    /// `early exec` (not yet supported).
+    /// `early exec`, as written (see `pre_xfer_exec`).
     pub early_exec: Option<String>,
     /// `name converter` (not yet supported).
     pub name_converter: Option<String>,
@@ -1932,6 +1933,18 @@ impl<'o> Loader<'o> {
         Some(self.text(v, p, origin.as_ref()))
     }
 
+    /// A hook command as written (`None` when NULL or empty).  Stock
+    /// expands a hook's `%VAR%` references for each connection, shell-quoted
+    /// (loadparm.c `FN_LOCAL_STRING_SHELL`), so none is expanded here; see
+    /// `crate::exec::expand_hook`.
+    fn module_hook(&mut self, sec: usize, p: P) -> Option<String> {
+        let s = self.effective(sec, p).cloned()?;
+        match s.value {
+            Value::Str(raw) if !raw.is_empty() => Some(self.text(raw, p, Some(&s.origin))),
+            _ => None,
+        }
+    }
+
     /// A module path (`None` when NULL or empty).
     fn module_path(&mut self, sec: usize, p: P, module_name: &str) -> Option<PathBuf> {
         self.module_str(sec, p, module_name)
@@ -2148,9 +2161,9 @@ impl<'o> Loader<'o> {
         let charset = self.module_text(sec, P::Charset, n);
         let incoming_chmod = self.module_text(sec, P::IncomingChmod, n);
         let outgoing_chmod = self.module_text(sec, P::OutgoingChmod, n);
-        let pre_xfer_exec = self.module_text(sec, P::PreXferExec, n);
-        let post_xfer_exec = self.module_text(sec, P::PostXferExec, n);
-        let early_exec = self.module_text(sec, P::EarlyExec, n);
+        let pre_xfer_exec = self.module_hook(sec, P::PreXferExec);
+        let post_xfer_exec = self.module_hook(sec, P::PostXferExec);
+        let early_exec = self.module_hook(sec, P::EarlyExec);
         let name_converter = self.module_text(sec, P::NameConverter, n);
         let syslog_facility = match self.module_scalar(sec, P::SyslogFacility) {
             Value::Enum(e) => e,

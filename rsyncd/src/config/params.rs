@@ -228,7 +228,7 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::ProxyProtocolHosts,
@@ -319,7 +319,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::Exclude,
@@ -426,7 +426,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::PreXferExec,
@@ -434,7 +434,7 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Str,
         DefaultValue::Null,
-        NotYet,
+        Yes,
     ),
     def(
         P::RefuseOptions,

@@ -724,17 +724,13 @@ fn stock_sophisticated_example() {
     let cvs = c.module("cvs").unwrap();
     assert_eq!(cvs.auth_users, ["tridge", "susan"]);
     assert_eq!(cvs.secrets_file, Some(PathBuf::from("/etc/rsyncd.secrets")));
-    // The unsupported globals are warned about, once each.
+    // Every parameter of stock's example is honoured: no warnings.
     let w: Vec<_> = c
         .warnings
         .iter()
         .map(|w| (w.line, w.message.clone()))
         .collect();
-    let nys = |p: &str| format!("parameter \"{p}\" is not yet supported; it is ignored");
-    assert_eq!(
-        w,
-        [(6, nys("pid file"))]
-    );
+    assert_eq!(w, []);
     // Without the cvs module the rest is served as stock would.
     let text = fs::read_to_string(&path).unwrap();
     let cut = text.find("[cvs]").unwrap();
@@ -793,9 +789,10 @@ fn fedora_style_mirror() {
         Some(PathBuf::from("/var/log/rsyncd.log"))
     );
     assert_eq!(c.global.pid_file, Some(PathBuf::from("/run/rsyncd.pid")));
-    // One "not yet supported" warning per line that sets such a parameter.
+    // Every parameter the Fedora-style config sets is honoured (`use
+    // chroot`, `pid file`, `dont compress`, ...): no warnings.
     let lines: Vec<_> = c.warnings.iter().map(|w| w.line).collect();
-    assert_eq!(lines, [11]);
+    assert_eq!(lines, [0usize; 0]);
 }
 
 #[test]
@@ -1062,6 +1059,36 @@ fn per_connection_variables_are_not_expanded() {
         e.problems.iter().map(|p| p.line).collect::<Vec<_>>(),
         [2, 5]
     );
+}
+
+#[test]
+fn exec_hooks_are_kept_as_written_without_warnings() {
+    // Stock expands a hook's %VAR% for each connection (shell-quoted), so
+    // the loader leaves every reference alone and warns about none.
+    let c = ok(
+        "pre-xfer exec = /bin/check %RSYNC_USER_NAME%\n[m]\npath = /m\n\
+                post-xfer exec = log %RSYNC_MODULE_NAME% %FOO% %RSYNC_EXIT_STATUS%\n\
+                early exec = true\n[n]\npath = /n\n",
+    );
+    let (m, n) = (&c.modules[0], &c.modules[1]);
+    assert_eq!(
+        m.pre_xfer_exec.as_deref(),
+        Some("/bin/check %RSYNC_USER_NAME%")
+    );
+    assert_eq!(
+        m.post_xfer_exec.as_deref(),
+        Some("log %RSYNC_MODULE_NAME% %FOO% %RSYNC_EXIT_STATUS%")
+    );
+    assert_eq!(m.early_exec.as_deref(), Some("true"));
+    assert_eq!(
+        n.pre_xfer_exec.as_deref(),
+        Some("/bin/check %RSYNC_USER_NAME%")
+    );
+    assert_eq!(
+        (n.post_xfer_exec.as_deref(), n.early_exec.as_deref()),
+        (None, None)
+    );
+    assert!(c.warnings.is_empty(), "{:#?}", c.warnings);
 }
 
 // ---------------------------------------------------------------------------

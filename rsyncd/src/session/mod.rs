@@ -73,9 +73,11 @@ pub struct Session {
     /// The `max connections` slot, held for the whole session.
     _slot: Option<Slot>,
     /// End without the graceful shutdown-and-drain (see `refuse`).
-    abortive_close: bool,
+    pub(crate) abortive_close: bool,
     /// The binary setup (flags and negotiation) already ran; only the seed is left.
     setup_done: bool,
+    /// The module's hooks, once admitted (`post-xfer exec` runs at the end).
+    pub(crate) hooks: Option<crate::exec::SessionHooks>,
 }
 
 /// Serve one connection arriving on listener `listener`. Never panics on
@@ -123,6 +125,7 @@ pub fn serve_conns(
         _slot: None,
         abortive_close: false,
         setup_done: false,
+        hooks: None,
     };
     let r = s.run();
     if let Err(e) = &r {
@@ -141,13 +144,25 @@ pub fn serve_conns(
         // so a client still sending its file list finishes writing and sees
         // the reset on its next read ("read error"), not mid-write.
         std::thread::sleep(Duration::from_millis(100));
-        return r;
+        return end_session(s, r);
     }
     s.out.shutdown();
     // Drain briefly so the kernel does not reset the connection while the
     // client still reads our last messages.
     s.input.set_limits(ReadLimits { deadline: Some(Instant::now() + Duration::from_secs(2)), idle: None });
     let _ = s.drain();
+    end_session(s, r)
+}
+
+/// Closes the connection, then runs the module's `post-xfer exec` (stock
+/// runs it once the connection's process has exited), still holding the
+/// `max connections` slot.
+fn end_session(mut s: Session, r: Result<(), SessionError>) -> Result<(), SessionError> {
+    let Some(hooks) = s.hooks.take() else { return r };
+    let slot = s._slot.take();
+    drop(s);
+    crate::exec::after_session(&hooks, &r);
+    drop(slot);
     r
 }
 
@@ -195,12 +210,16 @@ impl Session {
         self.client_digests = g.digests;
         self.out.set_protocol(self.protocol);
 
+        let mut early_input = Vec::new();
         let module_name = loop {
             let line = self.input.read_line(max_line)?;
             match greeting::parse_module_line(&line) {
-                Ok(ModuleRequest::List) => return self.send_listing(),
+                Ok(ModuleRequest::List) => {
+                    crate::logging::log_list_request(self.peer);
+                    return self.send_listing();
+                }
                 Ok(ModuleRequest::EarlyInput(n)) => {
-                    self.input.read_exact_vec(n)?;
+                    early_input = self.input.read_exact_vec(n)?;
                 }
                 Ok(ModuleRequest::UnknownCommand(c)) => {
                     let t = format!("Unknown command '{}'", files::safe_name(&c));
@@ -213,11 +232,13 @@ impl Session {
         let module = match self.state.module(&module_name, self.listener) {
             Some(m) => m.clone(),
             None => {
+                crate::logging::log_unknown_module(self.peer, &module_name);
                 let t = format!("Unknown module '{}'", files::safe_name(&module_name));
                 return self.text_error(&t);
             }
         };
         self.admit(&module)?;
+        crate::exec::before_ok(self, &module, &early_input)?;
         self.out.raw(greeting::OK_LINE)?;
         tracing::info!(peer = %shown_peer(self.peer), module = %module.name, protocol = self.protocol, "module requested");
         self.serve_module(module)
@@ -232,7 +253,7 @@ impl Session {
             // stock calls it UNKNOWN at 0.0.0.0, which `0.0.0.0/0` would
             // admit; we fail closed on any host rule instead.
             if !rules.hosts.is_open() {
-                tracing::info!("rsync denied on module {} from UNKNOWN (0.0.0.0)", module.name);
+                crate::logging::log_global(&format!("rsync denied on module {} from UNKNOWN (0.0.0.0)", module.name));
                 if !module.list {
                     return self.text_error(&format!("Unknown module '{}'", module.name));
                 }
@@ -246,13 +267,12 @@ impl Session {
             let resolver = SystemResolver { timeout: DNS_TIMEOUT.min(self.deadline.saturating_duration_since(Instant::now())) };
             let mut who = PeerInfo::new(addr, &resolver);
             if !rules.hosts.allows(&mut who) {
-                if !module.list {
-                    tracing::info!("rsync denied on module {} from {shown_addr}", module.name);
-                    return self.text_error(&format!("Unknown module '{}'", module.name));
-                }
                 let host = who.host(rules.hosts.reverse_lookup).0;
                 let host = files::safe_name(host.shown().as_bytes());
-                tracing::info!("rsync denied on module {} from {host} ({shown_addr})", module.name);
+                crate::logging::log_global(&format!("rsync denied on module {} from {host} ({shown_addr})", module.name));
+                if !module.list {
+                    return self.text_error(&format!("Unknown module '{}'", module.name));
+                }
                 return self.text_error(&format!("access denied to {} from {host} ({shown_addr})", module.name));
             }
         }
@@ -267,11 +287,12 @@ impl Session {
             Ok(slot) => self._slot = slot,
             Err(e) => {
                 match &e {
-                    crate::access::limits::ClaimError::LockFile(io) => {
-                        tracing::warn!("failed to open lock file {}: {io}", rules.lock_file.display())
-                    }
+                    crate::access::limits::ClaimError::LockFile(io) => crate::logging::log_global(&format!(
+                        "failed to open lock file {}: {io}",
+                        rules.lock_file.display()
+                    )),
                     crate::access::limits::ClaimError::Full(n) => {
-                        tracing::info!("max connections ({n}) reached")
+                        crate::logging::log_global(&format!("max connections ({n}) reached"))
                     }
                 }
                 return self.text_error(&e.client_text());
@@ -293,6 +314,8 @@ impl Session {
     fn authenticate(&mut self, module: &Arc<ModuleRuntime>, addr: &str) -> Result<(), SessionError> {
         let rules = &module.rules;
         let failed = format!("auth failed on module {}", module.name);
+        // The log names the client as stock does: "HOST (ADDR)".
+        let addr = format!("{} ({addr})", crate::logging::peer_names(self.peer, rules.hosts.reverse_lookup).1);
         let Some(digest) = auth::negotiate_digest(self.client_digests.as_deref(), self.protocol) else {
             let ours: Vec<&str> = auth::DIGEST_ORDER.iter().map(|d| d.name()).collect();
             self.out.raw(&greeting::error_line(&format!(
@@ -303,19 +326,19 @@ impl Session {
         };
         if let Some(floor) = rules.auth.floor {
             if auth::below_floor(digest, floor) {
-                tracing::info!(
+                crate::logging::log_global(&format!(
                     "auth failed on module {} from {addr}: negotiated auth digest {} is weaker than the required 'auth digest = {}'",
                     module.name,
                     digest.name(),
                     floor.name()
-                );
+                ));
                 return self.text_error(&failed);
             }
         }
         let challenge = match auth::new_challenge(digest) {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!("auth failed on module {} from {addr}: no random challenge: {e}", module.name);
+                crate::logging::log_global(&format!("auth failed on module {} from {addr}: no random challenge: {e}", module.name));
                 return self.text_error(&failed);
             }
         };
@@ -336,7 +359,11 @@ impl Session {
                 Ok(())
             }
             Err((user, why)) => {
-                tracing::info!("auth failed on module {} from {addr} for {}: {why}", module.name, files::safe_name(&user));
+                // auth_server(): a malformed response names no user.
+                crate::logging::log_global(&match why {
+                    auth::AuthFailure::InvalidResponse => format!("auth failed on module {} from {addr}: {why}", module.name),
+                    _ => format!("auth failed on module {} from {addr} for {}: {why}", module.name, files::safe_name(&user)),
+                });
                 self.text_error(&failed)
             }
         }
@@ -371,6 +398,10 @@ impl Session {
         });
         let second = if secluded { Some(self.read_args(true)?) } else { None };
         let parsed = protocol::args::parse_server_args(&first, second.as_deref());
+        // Stock runs the pre-xfer exec whether or not the arguments parsed.
+        if let Some(msg) = crate::exec::pre_xfer(self, &module, &first, second.as_deref(), parsed.as_ref().ok()) {
+            return crate::exec::refuse_pre_xfer(self, parsed.as_ref().ok(), &msg);
+        }
         let parsed = match parsed.and_then(|p| check_supported(p, &module)) {
             Ok(p) => p,
             Err(ArgError::Push) => return self.refuse_push(&first, second.as_deref()),
@@ -447,7 +478,7 @@ impl Session {
 
     /// The binary setup of a session that will not transfer: compat flags
     /// (without the client's capabilities), seed, multiplexing.
-    fn refused_setup(&mut self) -> Result<(), SessionError> {
+    pub(crate) fn refused_setup(&mut self) -> Result<(), SessionError> {
         let mut b = Vec::new();
         if std::mem::take(&mut self.setup_done) {
             put_i32(&mut b, self.new_seed());
