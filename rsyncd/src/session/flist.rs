@@ -328,6 +328,25 @@ enum NameType {
     SlashEnding,
 }
 
+/// Lookups one [`BuildCtx::build`] reuses from one argument to the next
+/// (consecutive `--files-from` names mostly share their directory).
+#[derive(Default)]
+struct BuildMemo<'a> {
+    /// The last parent directory looked up for an argument's entry
+    /// (module-relative) and what the snapshot holds there.
+    parent: Option<(Vec<u8>, Option<EntryRef<'a>>)>,
+    /// The last argument directory checked as `change_dir()` does, and the
+    /// error it gave.
+    dir_check: Option<(Vec<u8>, Option<&'static str>)>,
+    /// Transfer-root directory -> index in `FileList::roots`.
+    roots: std::collections::HashMap<Vec<u8>, u32>,
+    /// The last entry of `roots` used.
+    last_root: Option<(Vec<u8>, u32)>,
+    /// The last `(root, parent of fn_)` whose implied directories were all
+    /// handled (`send_implied_dirs()`).
+    implied_done: Option<(u32, Vec<u8>)>,
+}
+
 impl<'a> BuildCtx<'a> {
     fn daemon_excluded(&self, module_path: &[u8], is_dir: bool) -> bool {
         !self.daemon_filter.is_empty() && self.daemon_filter.check(module_path, module_path, is_dir) == FilterDecision::Exclude
@@ -435,19 +454,39 @@ impl<'a> BuildCtx<'a> {
 
     /// Build the list for the expanded arguments (or the `--files-from`
     /// names, which are treated as `-R` arguments relative to the first).
+    ///
+    /// One [`BuildMemo`] serves the whole build, so a long `--files-from`
+    /// list costs one snapshot lookup per directory change plus one child
+    /// lookup per name, not a walk from the root per name and per implied
+    /// parent.
     pub fn build(&self, args: &[Vec<u8>]) -> BuildOutcome {
         let mut o = BuildOutcome::default();
         let mut implied_seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let mut memo = BuildMemo::default();
+        o.list.items.reserve(args.len());
+        o.list.names.reserve(args.iter().map(|a| a.len()).sum());
         for a in args {
-            self.build_one(a, &mut o, &mut implied_seen);
+            self.build_one_memo(a, &mut o, &mut implied_seen, &mut memo);
         }
         self.sort(&mut o.list);
         o
     }
 
     fn build_one(&self, arg: &[u8], o: &mut BuildOutcome, implied_seen: &mut std::collections::HashSet<Vec<u8>>) {
+        self.build_one_memo(arg, o, implied_seen, &mut BuildMemo::default());
+    }
+
+    /// One argument of `send_file_list()`; `memo` carries lookups over to
+    /// the next argument of the same build.
+    fn build_one_memo(
+        &self,
+        arg: &[u8],
+        o: &mut BuildOutcome,
+        implied_seen: &mut std::collections::HashSet<Vec<u8>>,
+        memo: &mut BuildMemo<'a>,
+    ) {
         let opts = self.opts;
-        let mut fbuf = sanitize_path(arg, opts.relative);
+        let mut fbuf = if is_clean_path(arg, opts.relative) { arg.to_vec() } else { sanitize_path(arg, opts.relative) };
         let mut name_type;
         let dir: Vec<u8>;
         let fn_: Vec<u8>;
@@ -475,17 +514,30 @@ impl<'a> BuildCtx<'a> {
                 }
                 None => {
                     dir = Vec::new();
-                    fn_ = fbuf.clone();
+                    fn_ = fbuf;
                 }
             }
         } else {
             name_type = NameType::Normal;
-            let (d, f) = match find(&fbuf, b"/./") {
-                Some(i) => (clean_fname(&fbuf[..i], false), fbuf[i + 3..].to_vec()),
-                None => (Vec::new(), fbuf.clone()),
+            let (d, f) = match fbuf.windows(3).position(|w| w == b"/./") {
+                Some(i) => (clean_fname(&fbuf[..i], false), &fbuf[i + 3..]),
+                None => (Vec::new(), &fbuf[..]),
             };
             dir = d;
-            let mut f = clean_fname(&f, true);
+            // `clean_fname()` is the identity on a name without empty or
+            // `.` components (the usual `--files-from` line once its
+            // leading `./` is gone): skip its split-and-join then.
+            let mut f = {
+                let mut g = f;
+                while let Some(rest) = g.strip_prefix(b"./") {
+                    g = rest;
+                }
+                if is_clean_path(g, false) {
+                    g.to_vec()
+                } else {
+                    clean_fname(f, true)
+                }
+            };
             if f.len() == 1 && f[0] == b'/' {
                 f = b".".to_vec();
                 name_type = NameType::DotDir;
@@ -507,11 +559,18 @@ impl<'a> BuildCtx<'a> {
         // flist.c: change_pathname() into the argument's directory first;
         // a missing or non-directory parent is a change_dir error.
         if !dir.is_empty() {
-            let d = self.snap.lookup(&dir).filter(|e| (self.visible)(*e)).filter(|e| !self.daemon_excluded(&dir, e.is_dir()));
-            let err = match d {
-                None => Some("No such file or directory (2)"),
-                Some(e) if !e.is_dir() => Some("Not a directory (20)"),
-                Some(_) => None,
+            let err = match &memo.dir_check {
+                Some((d, err)) if *d == dir => *err,
+                _ => {
+                    let d = self.snap.lookup(&dir).filter(|e| (self.visible)(*e)).filter(|e| !self.daemon_excluded(&dir, e.is_dir()));
+                    let err = match d {
+                        None => Some("No such file or directory (2)"),
+                        Some(e) if !e.is_dir() => Some("Not a directory (20)"),
+                        Some(_) => None,
+                    };
+                    memo.dir_check = Some((dir.clone(), err));
+                    err
+                }
             };
             if let Some(err) = err {
                 o.io_error |= IOERR_GENERAL;
@@ -522,9 +581,40 @@ impl<'a> BuildCtx<'a> {
                 return;
             }
         }
-        let root = o.list.root_index(&dir);
+        let root = match &memo.last_root {
+            Some((d, r)) if *d == dir => *r,
+            _ => {
+                let r = match memo.roots.get(&dir) {
+                    Some(&r) => r,
+                    None => {
+                        let r = o.list.root_index(&dir);
+                        memo.roots.insert(dir.clone(), r);
+                        r
+                    }
+                };
+                memo.last_root = Some((dir.clone(), r));
+                r
+            }
+        };
         let mpath = join(&dir, &fn_);
-        let entry = self.snap.lookup(&mpath).filter(|e| (self.visible)(*e));
+        // Snapshot::lookup(mpath), with the parent directory's lookup
+        // reused from the previous argument when it is the same directory.
+        let found = match mpath.iter().rposition(|&b| b == b'/') {
+            Some(i) if i + 1 < mpath.len() && &mpath[i + 1..] != b"." => {
+                let (parent, base) = (&mpath[..i], &mpath[i + 1..]);
+                let pe = match &memo.parent {
+                    Some((p, e)) if p.as_slice() == parent => *e,
+                    _ => {
+                        let e = self.snap.lookup(parent);
+                        memo.parent = Some((parent.to_vec(), e));
+                        e
+                    }
+                };
+                pe.and_then(|p| p.child(base))
+            }
+            _ => self.snap.lookup(&mpath),
+        };
+        let entry = found.filter(|e| (self.visible)(*e));
         let link_stat_fail = |o: &mut BuildOutcome| {
             o.messages.push((
                 MsgCode::ErrorXfer,
@@ -557,18 +647,30 @@ impl<'a> BuildCtx<'a> {
         // flist.c: with -R, protocol >= 30 always sends implied dirs (flagged).
         if opts.relative && (opts.implied_dirs || self.protocol >= 30) {
             // send_implied_dirs(): every parent of fn_ inside the transfer root.
-            let mut p = 0;
-            while let Some(i) = fn_[p..].iter().position(|&b| b == b'/') {
-                let parent = &fn_[..p + i];
-                p += i + 1;
-                if parent.is_empty() || parent == b"." || !implied_seen.insert(join(&dir, parent)) {
-                    continue;
-                }
-                if let Some(pe) = self.snap.lookup(&join(&dir, parent)).filter(|e| (self.visible)(*e)) {
-                    if pe.is_dir() {
-                        o.list.push(pe.index(), parent, root, true, true);
+            // All of them are in `implied_seen` already when the previous
+            // argument had the same parent directory.
+            let fn_parent = &fn_[..fn_.iter().rposition(|&b| b == b'/').unwrap_or(0)];
+            let done = matches!(&memo.implied_done, Some((r, p)) if *r == root && p.as_slice() == fn_parent);
+            if !done {
+                let mut p = 0;
+                while let Some(i) = fn_[p..].iter().position(|&b| b == b'/') {
+                    let parent = &fn_[..p + i];
+                    p += i + 1;
+                    if parent.is_empty() || parent == b"." {
+                        continue;
                     }
+                    let key = join(&dir, parent);
+                    if implied_seen.contains(&key) {
+                        continue;
+                    }
+                    if let Some(pe) = self.snap.lookup(&key).filter(|e| (self.visible)(*e)) {
+                        if pe.is_dir() {
+                            o.list.push(pe.index(), parent, root, true, true);
+                        }
+                    }
+                    implied_seen.insert(key);
                 }
+                memo.implied_done = Some((root, fn_parent.to_vec()));
             }
         }
         let content = opts.recursive;
@@ -656,18 +758,56 @@ impl<'a> BuildCtx<'a> {
     fn sort(&self, list: &mut FileList) {
         let p = self.protocol;
         let snap = self.snap;
-        let is_dir = |it: &ListItem| snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false);
-        let sorted = list.items.windows(2).all(|w| {
-            f_name_cmp(&list.name_in(snap, &w[0]), is_dir(&w[0]), &list.name_in(snap, &w[1]), is_dir(&w[1]), p)
-                != std::cmp::Ordering::Greater
+        // Each item's directory bit and name once, not per comparison (a
+        // stored name needs no snapshot lookup; derived ones do).
+        let is_dir: Vec<bool> = list.items.iter().map(|it| snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false)).collect();
+        let names: &FileList = list;
+        let name = |it: &ListItem| -> Cow<'_, [u8]> {
+            if it.derived {
+                names.name_in(snap, it)
+            } else {
+                Cow::Borrowed(&names.names[it.name_off as usize..(it.name_off + it.name_len) as usize])
+            }
+        };
+        let sorted = (1..list.items.len()).all(|i| {
+            let (a, b) = (&list.items[i - 1], &list.items[i]);
+            f_name_cmp(&name(a), is_dir[i - 1], &name(b), is_dir[i], p) != std::cmp::Ordering::Greater
         });
         if sorted {
             return;
         }
-        let mut items = std::mem::take(&mut list.items);
-        items.sort_by(|a, b| f_name_cmp(&list.name_in(snap, a), is_dir(a), &list.name_in(snap, b), is_dir(b), p));
+        let mut order: Vec<u32> = (0..list.items.len() as u32).collect();
+        order.sort_by(|&a, &b| {
+            let (ia, ib) = (&list.items[a as usize], &list.items[b as usize]);
+            f_name_cmp(&name(ia), is_dir[a as usize], &name(ib), is_dir[b as usize], p)
+        });
+        let items: Vec<ListItem> = order.iter().map(|&i| list.items[i as usize]).collect();
         list.items = items;
     }
+}
+
+/// True when `sanitize_path(p, keep_dot_dirs)` would return `p` unchanged
+/// (and, with `keep_dot_dirs == false`, `clean_fname(p, true)` too): not
+/// empty, no leading or doubled slash, no `..` component and, unless
+/// `keep_dot_dirs`, no `.` component. A trailing slash is allowed.
+fn is_clean_path(p: &[u8], keep_dot_dirs: bool) -> bool {
+    if p.is_empty() || p[0] == b'/' {
+        return false;
+    }
+    let mut comps = p.split(|&b| b == b'/').peekable();
+    while let Some(c) = comps.next() {
+        let last = comps.peek().is_none();
+        let bad = match c {
+            b"" => !last,
+            b".." => true,
+            b"." => !keep_dot_dirs,
+            _ => false,
+        };
+        if bad {
+            return false;
+        }
+    }
+    true
 }
 
 fn find(h: &[u8], n: &[u8]) -> Option<usize> {
