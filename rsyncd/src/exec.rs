@@ -731,6 +731,7 @@ pub(crate) fn pre_xfer(
         protocol: s.protocol,
         visible: &|e| visibility.visible(e),
         cvs: None,
+        confinement: module.opts.confinement,
     };
     let expand = |arg: &[u8], secluded: bool| {
         let mut out = Vec::new();

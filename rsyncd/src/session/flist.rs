@@ -239,6 +239,8 @@ pub struct BuildCtx<'a> {
     /// `-C`: per-directory `.cvsignore` rules (the `:C` dir-merge rule
     /// stock's sender adds in `exclude.c: recv_filter_list()`).
     pub cvs: Option<&'a CvsIgnore<'a>>,
+    /// How symlinks in an argument's directory part resolve (`use chroot`).
+    pub confinement: super::modopts::Confinement,
 }
 
 /// Reads and caches each directory's `.cvsignore` (word-split exclude
@@ -336,8 +338,8 @@ struct BuildMemo<'a> {
     /// (module-relative) and what the snapshot holds there.
     parent: Option<(Vec<u8>, Option<EntryRef<'a>>)>,
     /// The last argument directory checked as `change_dir()` does, and the
-    /// error it gave.
-    dir_check: Option<(Vec<u8>, Option<&'static str>)>,
+    /// real directory it resolved to or the error it gave.
+    dir_check: Option<(Vec<u8>, Result<Vec<u8>, &'static str>)>,
     /// Transfer-root directory -> index in `FileList::roots`.
     roots: std::collections::HashMap<Vec<u8>, u32>,
     /// The last entry of `roots` used.
@@ -348,6 +350,36 @@ struct BuildMemo<'a> {
 }
 
 impl<'a> BuildCtx<'a> {
+    /// `flist.c: change_pathname()` into an argument's directory: the real
+    /// module-relative directory, following symlinks inside the module as
+    /// the module's confinement allows (`use chroot`), or the error text
+    /// stock's `change_dir()` failure reports. What the module identity
+    /// cannot see or the daemon excludes does not exist here.
+    fn change_dir(&self, dir: &[u8]) -> Result<Vec<u8>, &'static str> {
+        use super::modopts::{resolve_dir, Node};
+        let visible = |p: &[u8]| self.snap.lookup(p).filter(|e| (self.visible)(*e)).filter(|e| !self.daemon_excluded(p, e.is_dir()));
+        if visible(dir).is_some_and(|e| e.is_dir()) {
+            return Ok(dir.to_vec());
+        }
+        let lookup = |p: &[u8]| {
+            visible(p).map(|e| {
+                if e.is_dir() {
+                    Node::Dir
+                } else if e.is_symlink() {
+                    Node::Symlink(e.link_target().to_vec())
+                } else {
+                    Node::Other
+                }
+            })
+        };
+        resolve_dir(dir, self.confinement, lookup).map_err(|errno| match errno {
+            libc::ENOTDIR => "Not a directory (20)",
+            libc::EXDEV => "Invalid cross-device link (18)",
+            libc::ELOOP => "Too many levels of symbolic links (40)",
+            _ => "No such file or directory (2)",
+        })
+    }
+
     fn daemon_excluded(&self, module_path: &[u8], is_dir: bool) -> bool {
         !self.daemon_filter.is_empty() && self.daemon_filter.check(module_path, module_path, is_dir) == FilterDecision::Exclude
     }
@@ -558,29 +590,34 @@ impl<'a> BuildCtx<'a> {
         }
         // flist.c: change_pathname() into the argument's directory first;
         // a missing or non-directory parent is a change_dir error.
+        // The directory may be reached through symlinks inside the module
+        // (`dists/stable/` -> `dists/bookworm/`): `real_dir` is the real
+        // directory, for lookups and opens; `dir` stays what the client named,
+        // for messages.
+        let mut real_dir = dir.clone();
         if !dir.is_empty() {
-            let err = match &memo.dir_check {
-                Some((d, err)) if *d == dir => *err,
+            let checked = match &memo.dir_check {
+                Some((d, r)) if *d == dir => r.clone(),
                 _ => {
-                    let d = self.snap.lookup(&dir).filter(|e| (self.visible)(*e)).filter(|e| !self.daemon_excluded(&dir, e.is_dir()));
-                    let err = match d {
-                        None => Some("No such file or directory (2)"),
-                        Some(e) if !e.is_dir() => Some("Not a directory (20)"),
-                        Some(_) => None,
-                    };
-                    memo.dir_check = Some((dir.clone(), err));
-                    err
+                    let r = self.change_dir(&dir);
+                    memo.dir_check = Some((dir.clone(), r.clone()));
+                    r
                 }
             };
-            if let Some(err) = err {
-                o.io_error |= IOERR_GENERAL;
-                o.messages.push((
-                    MsgCode::ErrorXfer,
-                    format!("rsync: [sender] change_dir {} failed: {err}\n", full_fname(b"", &dir, self.module)),
-                ));
-                return;
+            match checked {
+                Ok(real) => real_dir = real,
+                Err(err) => {
+                    o.io_error |= IOERR_GENERAL;
+                    o.messages.push((
+                        MsgCode::ErrorXfer,
+                        format!("rsync: [sender] change_dir {} failed: {err}\n", full_fname(b"", &dir, self.module)),
+                    ));
+                    return;
+                }
             }
         }
+        let dir_for_messages = dir;
+        let dir = real_dir;
         let root = match &memo.last_root {
             Some((d, r)) if *d == dir => *r,
             _ => {
@@ -620,7 +657,7 @@ impl<'a> BuildCtx<'a> {
                 MsgCode::ErrorXfer,
                 format!(
                     "rsync: [sender] link_stat {} failed: No such file or directory (2)\n",
-                    full_fname(&dir, &fn_, self.module)
+                    full_fname(&dir_for_messages, &fn_, self.module)
                 ),
             ));
         };
@@ -850,6 +887,7 @@ mod tests {
             protocol: 31,
             visible: &|_| true,
             cvs: None,
+            confinement: super::modopts::Confinement::Beneath,
         };
         for arg in [&b"."[..], b"a", b"a/", b"a/b"] {
             let args = vec![arg.to_vec()];

@@ -334,6 +334,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         protocol: p,
         visible: &|e| visibility.visible(e),
         cvs: cvs_reader.as_ref(),
+        confinement: module.opts.confinement,
     };
     let mut args = Vec::new();
     for a in &parsed.paths {
