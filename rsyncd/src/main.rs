@@ -376,6 +376,12 @@ fn main() -> anyhow::Result<()> {
         let names: Vec<&str> =
             state.modules.iter().filter(|m| std::ptr::eq(&state.listeners[m.listener], spec)).map(|m| m.name.as_str()).collect();
         eprintln!("rsyncd: listening on {local}");
+        // clientserver.c daemon_main(): the global log's start-up line.
+        rsyncd::logging::log_global(&format!(
+            "rsyncd version {} starting, listening on port {}",
+            env!("CARGO_PKG_VERSION"),
+            local.port()
+        ));
         tracing::info!(address = %local, modules = %names.join(" "), "listener ready");
     }
     if let Some(name) = embedded {
