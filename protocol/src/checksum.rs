@@ -60,16 +60,18 @@ impl ChecksumAlgo {
     /// case-insensitively. `"xxhash"` is an alias of `"xxh64"`. Returns
     /// `None` for unknown names and for `"none"` (a sender cannot use it).
     pub fn from_name(name: &[u8]) -> Option<Self> {
-        let lower = name.to_ascii_lowercase();
-        Some(match lower.as_slice() {
-            b"md4" => ChecksumAlgo::Md4,
-            b"md5" => ChecksumAlgo::Md5,
-            b"sha1" => ChecksumAlgo::Sha1,
-            b"xxh64" | b"xxhash" => ChecksumAlgo::Xxh64,
-            b"xxh3" => ChecksumAlgo::Xxh3,
-            b"xxh128" => ChecksumAlgo::Xxh128,
-            _ => return None,
-        })
+        crate::wire::lookup_name(
+            name,
+            &[
+                ("md4", ChecksumAlgo::Md4),
+                ("md5", ChecksumAlgo::Md5),
+                ("sha1", ChecksumAlgo::Sha1),
+                ("xxh64", ChecksumAlgo::Xxh64),
+                ("xxhash", ChecksumAlgo::Xxh64),
+                ("xxh3", ChecksumAlgo::Xxh3),
+                ("xxh128", ChecksumAlgo::Xxh128),
+            ],
+        )
     }
 
     /// The canonical negotiation name (legacy MD4 reports `"md4"`).
@@ -372,15 +374,16 @@ impl AuthDigest {
     /// Parse a name from a greeting digest list, case-insensitively
     /// (never yields [`AuthDigest::Md4Legacy`]).
     pub fn from_name(name: &[u8]) -> Option<Self> {
-        let lower = name.to_ascii_lowercase();
-        Some(match lower.as_slice() {
-            b"md4" => AuthDigest::Md4,
-            b"md5" => AuthDigest::Md5,
-            b"sha1" => AuthDigest::Sha1,
-            b"sha256" => AuthDigest::Sha256,
-            b"sha512" => AuthDigest::Sha512,
-            _ => return None,
-        })
+        crate::wire::lookup_name(
+            name,
+            &[
+                ("md4", AuthDigest::Md4),
+                ("md5", AuthDigest::Md5),
+                ("sha1", AuthDigest::Sha1),
+                ("sha256", AuthDigest::Sha256),
+                ("sha512", AuthDigest::Sha512),
+            ],
+        )
     }
 
     /// The name as it appears in digest lists (legacy MD4 reports "md4").

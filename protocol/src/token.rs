@@ -95,15 +95,16 @@ pub enum Compression {
 impl Compression {
     /// Parse a negotiation name, case-insensitively ("none" included).
     pub fn from_name(name: &[u8]) -> Option<Self> {
-        let lower = name.to_ascii_lowercase();
-        Some(match lower.as_slice() {
-            b"none" => Compression::None,
-            b"zlib" => Compression::Zlib,
-            b"zlibx" => Compression::ZlibX,
-            b"zstd" => Compression::Zstd,
-            b"lz4" => Compression::Lz4,
-            _ => return None,
-        })
+        crate::wire::lookup_name(
+            name,
+            &[
+                ("none", Compression::None),
+                ("zlib", Compression::Zlib),
+                ("zlibx", Compression::ZlibX),
+                ("zstd", Compression::Zstd),
+                ("lz4", Compression::Lz4),
+            ],
+        )
     }
 
     /// The negotiation name.

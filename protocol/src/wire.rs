@@ -368,3 +368,10 @@ mod tests {
         assert!(matches!(Reader::new(&o).vstring(100), Err(DecodeError::Invalid { .. })));
     }
 }
+
+/// Look a negotiation name up in `table` (name, value), ASCII
+/// case-insensitively, as rsync's `parse_csum_name()` /
+/// `parse_compress_choice()` compare names.
+pub fn lookup_name<T: Copy>(name: &[u8], table: &[(&str, T)]) -> Option<T> {
+    table.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map(|&(_, v)| v)
+}
