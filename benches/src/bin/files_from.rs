@@ -92,7 +92,8 @@ struct Args {
     /// Free text recorded in SETUP.md (e.g. what was patched).
     #[arg(long)]
     note: Option<String>,
-    /// Our daemon (default $CARGO_TARGET_DIR/release/rsyncd, else <workspace>/target/release/rsyncd).
+    /// Our daemon (default: rsyncd next to this binary, i.e. the same
+    /// target directory and profile).
     #[arg(long)]
     rsyncd: Option<PathBuf>,
     /// The tree generator (default: null_sync next to this binary).
@@ -714,14 +715,12 @@ fn main() -> Result<()> {
         a.plain_sizes = divisors.iter().map(|d| (a.files / d).max(1)).collect();
     }
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?.to_path_buf();
-    let rsyncd = match &a.rsyncd {
-        Some(p) => p.clone(),
-        None => std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| ws.join("target")).join("release/rsyncd"),
-    };
+    let exe_dir = std::env::current_exe()?.parent().context("exe dir")?.to_path_buf();
+    let rsyncd = a.rsyncd.clone().unwrap_or_else(|| exe_dir.join("rsyncd"));
     ensure!(rsyncd.is_file(), "{} not found: cargo build --release -p rsyncd", rsyncd.display());
     let null_sync = match &a.null_sync {
         Some(p) => p.clone(),
-        None => std::env::current_exe()?.parent().context("exe dir")?.join("null_sync"),
+        None => exe_dir.join("null_sync"),
     };
     let work = a.work.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/rsyncd-bench/n{}-s{}", a.files, a.seed)));
     let tree = work.join("tree");
