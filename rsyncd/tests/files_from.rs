@@ -6,68 +6,17 @@
 //! measured in `benches/src/bin/files_from.rs`, never asserted here.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rsyncd");
+mod common;
+use common::Daemon;
 
 /// Generous: a loaded 2-core CI machine, a debug build, 100k files.
 const PULL_DEADLINE: Duration = Duration::from_secs(900);
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    /// `rsyncd ROOT` (module named after ROOT's basename), no watcher.
-    fn start(root: &Path, state: &Path) -> Daemon {
-        let mut child = Command::new(BIN)
-            .arg(root)
-            .args(["--port=0", "--address=127.0.0.1", "--no-watch"])
-            .arg(format!("--state-dir={}", state.display()))
-            .env("RSYNCD_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn rsyncd");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let port = loop {
-            let Some(Ok(l)) = lines.next() else {
-                let _ = child.kill();
-                panic!("daemon exited early:\n{}", log.lock().unwrap());
-            };
-            log.lock().unwrap().push_str(&format!("{l}\n"));
-            if let Some(a) = l.strip_prefix("rsyncd: listening on ") {
-                break a.rsplit(':').next().expect("port").parse().expect("port");
-            }
-        };
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                l2.lock().unwrap().push_str(&format!("{l}\n"));
-            }
-        });
-        Daemon { child, port, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs a stock client to completion, killing it (and failing) after
 /// `deadline`.
@@ -203,7 +152,7 @@ fn hundred_thousand_names_pull_exactly_the_named_files() {
     shuffle(&mut named, 0x9e37_79b9_7f4a_7c15);
     let list = t.path().join("list");
     write_list(&list, &named);
-    let d = Daemon::start(&root, &t.path().join("state"));
+    let d = Daemon::start(&root, &t.path().join("state"), &["--no-watch"]);
     let dest = t.path().join("dest");
     // --trust-sender: the client's own check of each received name against
     // the names it sent is quadratic in the list length when the daemon
@@ -233,7 +182,7 @@ fn no_relative_names_land_flat_from_one_root_per_directory() {
     let named: Vec<String> = all.iter().step_by(2).cloned().collect();
     let list = t.path().join("list");
     write_list(&list, &named);
-    let d = Daemon::start(&root, &t.path().join("state"));
+    let d = Daemon::start(&root, &t.path().join("state"), &["--no-watch"]);
     let dest = t.path().join("dest");
     let out = run_client(
         &[
@@ -268,7 +217,7 @@ fn plain_client_accepts_the_list_and_reports_missing_names() {
     list_names.extend(missing.iter().map(|s| s.to_string()));
     let list = t.path().join("list");
     write_list(&list, &list_names);
-    let d = Daemon::start(&root, &t.path().join("state"));
+    let d = Daemon::start(&root, &t.path().join("state"), &["--no-watch"]);
     let dest = t.path().join("dest");
     let out = run_client(
         &[

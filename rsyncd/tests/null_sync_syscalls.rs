@@ -12,77 +12,28 @@
 //! Needs `strace` (`.ci/run` installs it) and ptrace rights over our own
 //! child (root, or `kernel.yama.ptrace_scope` 0/1 with a child process).
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rsyncd");
+mod common;
+use common::Daemon;
+
 const TRACE_SET: &str = "trace=%file,getdents64,statx,newfstatat,lstat,stat,openat,openat2";
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-}
 
-impl Daemon {
-    fn start(root: &Path, state: &Path) -> Daemon {
-        let mut child = Command::new(BIN)
-            .arg(root)
-            .args(["--port=0", "--address=127.0.0.1"])
-            .arg(format!("--state-dir={}", state.display()))
-            .env("RSYNCD_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn rsyncd");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let port = loop {
-            let Some(Ok(l)) = lines.next() else {
-                let _ = child.kill();
-                panic!("daemon exited early:\n{}", log.lock().unwrap());
-            };
-            log.lock().unwrap().push_str(&format!("{l}\n"));
-            if let Some(a) = l.strip_prefix("rsyncd: listening on ") {
-                break a.rsplit(':').next().expect("port").parse().expect("port");
-            }
-        };
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                l2.lock().unwrap().push_str(&format!("{l}\n"));
-            }
-        });
-        Daemon { child, port, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Waits until `n` sessions have sent their lists and a moment more for
-    /// their last calls (the client has already exited when this is called).
-    fn wait_sessions_ended(&self, n: usize) {
-        let t0 = Instant::now();
-        while self.log().matches("file list sent").count() < n {
-            if t0.elapsed() > Duration::from_secs(30) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+/// Waits until `n` sessions have sent their lists and a moment more for
+/// their last calls (the client has already exited when this is called).
+fn wait_sessions_ended(d: &Daemon, n: usize) {
+    let t0 = Instant::now();
+    while d.log().matches("file list sent").count() < n {
+        if t0.elapsed() > Duration::from_secs(30) {
+            break;
         }
-        std::thread::sleep(Duration::from_millis(300));
+        std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    std::thread::sleep(Duration::from_millis(300));
 }
 
 /// An attached `strace`; `finish` detaches and returns the trace.
@@ -168,10 +119,10 @@ fn null_sync_makes_no_filesystem_syscall_on_the_tree() {
     let root = root.canonicalize().unwrap();
     let copy = t.path().join("copy");
     let state = t.path().join("state");
-    let d = Daemon::start(&root, &state);
+    let d = Daemon::start(&root, &state, &[]);
     // Bring the copy up to date (this pull reads every file).
     pull(d.port, &copy, &[]);
-    d.wait_sessions_ended(1);
+    wait_sessions_ended(&d, 1);
 
     let trace = Trace::attach(d.child.id(), &t.path().join("null.trace"));
     // Incremental recursion, then the whole-list form, each twice (the
@@ -181,7 +132,7 @@ fn null_sync_makes_no_filesystem_syscall_on_the_tree() {
         let stats = pull(d.port, &copy, extra);
         assert_eq!(transferred(&stats), 0, "not a null sync: {stats}");
         sessions += 1;
-        d.wait_sessions_ended(sessions);
+        wait_sessions_ended(&d, sessions);
     }
     let text = trace.finish();
     let module = root.to_str().unwrap();
@@ -204,7 +155,7 @@ fn null_sync_makes_no_filesystem_syscall_on_the_tree() {
     let stats = pull(d.port, &copy, &[]);
     assert_eq!(transferred(&stats), 1, "{stats}");
     sessions += 1;
-    d.wait_sessions_ended(sessions);
+    wait_sessions_ended(&d, sessions);
     let text = trace.finish();
     let opens: Vec<&str> = text.lines().filter(|l| l.contains(module) && l.contains("p3.deb")).collect();
     assert!(!opens.is_empty(), "the altered file's open was not traced:\n{text}");

@@ -22,78 +22,16 @@ use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_rsyncd");
+mod common;
+use common::Daemon;
 
 /// Generous: a loaded 2-core CI machine and a debug build.
 const DEADLINE: Duration = Duration::from_secs(300);
 
-struct Daemon {
-    child: Child,
-    port: u16,
-    log: Arc<Mutex<String>>,
-}
-
-impl Daemon {
-    fn start(root: &Path, state: &Path, extra: &[&str]) -> Daemon {
-        let mut child = Command::new(BIN)
-            .arg(root)
-            .args(["--port=0", "--address=127.0.0.1"])
-            .arg(format!("--state-dir={}", state.display()))
-            .args(extra)
-            .env("RSYNCD_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("spawn rsyncd");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-        let port = loop {
-            let Some(Ok(l)) = lines.next() else {
-                let _ = child.kill();
-                panic!("daemon exited early:\n{}", log.lock().unwrap());
-            };
-            log.lock().unwrap().push_str(&format!("{l}\n"));
-            if let Some(a) = l.strip_prefix("rsyncd: listening on ") {
-                break a.rsplit(':').next().expect("port").parse().expect("port");
-            }
-        };
-        let l2 = log.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                l2.lock().unwrap().push_str(&format!("{l}\n"));
-            }
-        });
-        Daemon { child, port, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn refresh(&self, state: &Path) -> String {
-        let out = Command::new(BIN)
-            .arg("refresh")
-            .arg(format!("--state-dir={}", state.display()))
-            .arg("mod")
-            .output()
-            .expect("run rsyncd refresh");
-        assert!(out.status.success(), "refresh failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Per relative path: type, permissions, ownership, mtime and content, as
 /// the module's identity (`nobody` for a root daemon) sees the tree: a
@@ -340,7 +278,7 @@ fn run_pinned_session(watch: bool) {
             std::thread::sleep(Duration::from_millis(100));
         }
     } else {
-        let summary = d.refresh(&state);
+        let summary = d.refresh(&state, None);
         assert!(summary.starts_with("full-rescan generation "), "{summary}");
         // 3. A pull started after the refresh sees exactly the new tree.
         let out = pull(d.port, &dest2);
