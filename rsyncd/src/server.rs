@@ -602,7 +602,10 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
         if !policy.trusts(&peer) {
             // Mirrors clientserver.c proxy_peer_allowed(): closed without a word.
             let addr = Peer::from_socket(&peer).addr;
-            tracing::info!("proxy protocol rejected from untrusted peer {} ({addr})", HostName::Undetermined.shown());
+            crate::logging::log_global(&format!(
+                "proxy protocol rejected from untrusted peer {} ({addr})",
+                HostName::Undetermined.shown()
+            ));
             continue;
         }
         let Ok(waiting) = pending.try_enter(peer.ip()) else {
