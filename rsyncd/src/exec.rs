@@ -716,7 +716,8 @@ pub(crate) fn pre_xfer(
     h.pre_xfer.as_ref()?;
     // The file arguments as stock's read_args() leaves them: glob-expanded
     // in the module (sanitize_path() with SP_KEEP_DOT_DIRS: `relative`).
-    let snap = module.store.current();
+    // admit() opened the store (or refused the module).
+    let snap = module.store.get().ok()?.current();
     let visibility = module.rules.access.view();
     let mut opts = parsed.map(|p| p.options.clone()).unwrap_or_default();
     opts.relative = true;

@@ -149,11 +149,12 @@ fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
         if let Some((st, dir)) = guard.as_ref() {
             let mut done: Vec<&str> = Vec::new();
             for m in &st.modules {
-                if done.contains(&m.store.name()) {
+                let Some(store) = m.store.if_open() else { continue };
+                if done.contains(&store.name()) {
                     continue;
                 }
-                done.push(m.store.name());
-                match m.store.persist() {
+                done.push(store.name());
+                match store.persist() {
                     Ok(Some(r)) => tracing::info!(module = %m.name, generation = ?r.published, "snapshot persisted"),
                     Ok(None) => {}
                     Err(e) => tracing::warn!(module = %m.name, "persisting the snapshot failed: {e}"),
@@ -196,9 +197,11 @@ fn mode_of(cli: &Cli) -> anyhow::Result<Mode> {
 }
 
 /// Serve one session on stdin/stdout with `cfg` and return the process exit
-/// code (the session's rsync exit class). Snapshots are built fresh in a
-/// private temporary state dir (a listening daemon holds the locks of its
-/// own state dir, and a one-shot session must not serve a stale snapshot).
+/// code (the session's rsync exit class). The requested module's snapshot
+/// is built fresh, when the client is admitted to it, in a private temporary
+/// state dir (a listening daemon holds the locks of its own state dir, and a
+/// one-shot session must not serve a stale snapshot); other modules are
+/// never scanned.
 fn serve_stdio(cfg: &config::Config, mode: rsyncd::session::io::StdioMode) -> anyhow::Result<i32> {
     use protocol::exit::Rerr;
     use rsyncd::session::{io::take_stdio, serve_conns, SessionError};
@@ -210,7 +213,8 @@ fn serve_stdio(cfg: &config::Config, mode: rsyncd::session::io::StdioMode) -> an
     };
     let tmp = tempfile::Builder::new().prefix("rsyncd-stdio-").tempdir().context("creating a temporary state dir")?;
     let port = cfg.global.port.unwrap_or(873);
-    let state = Arc::new(rsyncd::server::build_state(cfg, tmp.path(), SessionSettings::default(), port, false)?);
+    // Only the module the client asks for is scanned (lazily, at admission).
+    let state = Arc::new(rsyncd::server::build_state_with(cfg, tmp.path(), SessionSettings::default(), port, false, true)?);
     let code = match serve_conns(input, output, peer, state, 0) {
         Ok(()) => 0,
         Err(SessionError::Exit { code, .. }) => code.code(),

@@ -47,13 +47,11 @@ pub struct ModuleRuntime {
     pub list: bool,
     /// `read only`.
     pub read_only: bool,
-    /// The module tree's live snapshot. A session pins `store.current()`
+    /// The module tree's live snapshot. A session pins `store.get()?.current()`
     /// (one generation) once and reads only that for its whole life.
-    pub store: SnapshotStore,
+    pub store: ModuleStore,
     /// `rescan interval` as configured (`None`: automatic).
     pub rescan_interval: Option<u32>,
-    /// The store's fanotify watcher was set up.
-    pub watching: bool,
     /// Held directory fd of the module root.
     pub root: ModuleRoot,
     /// Daemon-side filter rules (`filter`, `include from`, `include`,
@@ -71,6 +69,60 @@ pub struct ModuleRuntime {
 /// Default budget of the shared file-list cache: 256 MiB (a 1M-entry
 /// module's list takes about 60 MB).
 pub const DEFAULT_FLIST_CACHE_BYTES: usize = 256 << 20;
+
+/// How a module's store is opened when first needed.
+pub type StoreOpener = Box<dyn Fn() -> Result<(SnapshotStore, bool), String> + Send + Sync>;
+
+/// A module's snapshot store. A listening daemon opens every store at
+/// start-up ([`ModuleStore::ready`]); a one-connection daemon (inetd, rsh)
+/// opens only the store of the module the client asks for
+/// ([`ModuleStore::lazy`]), so a connection never walks the other modules.
+pub struct ModuleStore {
+    cell: std::sync::OnceLock<Result<(SnapshotStore, bool), String>>,
+    opener: Option<StoreOpener>,
+}
+
+impl ModuleStore {
+    /// An opened store; `watching`: its fanotify watcher was set up.
+    pub fn ready(store: SnapshotStore, watching: bool) -> ModuleStore {
+        let cell = std::sync::OnceLock::new();
+        let _ = cell.set(Ok((store, watching)));
+        ModuleStore { cell, opener: None }
+    }
+
+    /// A store opened by `opener` on first use.
+    pub fn lazy(opener: StoreOpener) -> ModuleStore {
+        ModuleStore { cell: std::sync::OnceLock::new(), opener: Some(opener) }
+    }
+
+    fn opened(&self) -> &Result<(SnapshotStore, bool), String> {
+        self.cell.get_or_init(|| match &self.opener {
+            Some(open) => open(),
+            None => Err("no store".to_string()),
+        })
+    }
+
+    /// The store, opening it if needed; the error says why it cannot be.
+    pub fn get(&self) -> Result<&SnapshotStore, &str> {
+        match self.opened() {
+            Ok((s, _)) => Ok(s),
+            Err(e) => Err(e.as_str()),
+        }
+    }
+
+    /// The store if it is open (never opens it).
+    pub fn if_open(&self) -> Option<&SnapshotStore> {
+        match self.cell.get() {
+            Some(Ok((s, _))) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The store's fanotify watcher was set up (false until opened).
+    pub fn watching(&self) -> bool {
+        matches!(self.cell.get(), Some(Ok((_, true))))
+    }
+}
 
 /// Settings every session uses.
 #[derive(Debug, Clone)]

@@ -22,7 +22,7 @@ use crate::access::identity::{self, Identity, ModuleAccess};
 use crate::access::limits::{CapExceeded, CapGuard, SessionCaps};
 use crate::access::refuse::RefuseRules;
 use crate::config::{Config, Global, Module, SocketOption, SocketOptionName};
-use crate::module::{ListenerSpec, ModuleRules, ModuleRuntime, ServerState, SessionSettings};
+use crate::module::{ModuleStore, ListenerSpec, ModuleRules, ModuleRuntime, ServerState, SessionSettings};
 use crate::proxy::{self, ProxyHeader};
 use crate::session::files::ModuleRoot;
 
@@ -112,6 +112,7 @@ fn module_runtime(
     listener: usize,
     daemon: &Identity,
     watch: bool,
+    lazy: bool,
     opened: &mut Vec<(String, PathBuf, SnapshotStore, bool)>,
 ) -> Result<ModuleRuntime, StartError> {
     let err = |message: String| StartError::Module { module: m.name.clone(), message };
@@ -128,37 +129,19 @@ fn module_runtime(
         exclude: &m.exclude,
     })
     .map_err(|e| err(format!("filter rules: {e}")))?;
-    // A module defined twice (same name, e.g. on two listeners) with the
-    // same path shares one store: a store holds an exclusive lock.
-    let (store, watching) = match opened.iter().find(|(n, p, _, _)| n == store_name && *p == m.path) {
-        Some((_, _, st, w)) => (st.clone(), *w),
-        None => {
-            let (store, report) = SnapshotStore::open_or_build_with(&m.path, state_dir, store_name, StoreOptions { watch, ..StoreOptions::default() })
-                .map_err(|e| err(format!("snapshot of {}: {e}", m.path.display())))?;
-            for (path, why) in &report.rejected {
-                tracing::warn!(module = %m.name, file = %path.display(), "snapshot file rejected (rebuilt): {why}");
+    let store = if lazy {
+        let (path, state_dir, store_name, name) = (m.path.clone(), state_dir.to_path_buf(), store_name.to_string(), m.name.clone());
+        ModuleStore::lazy(Box::new(move || open_store(&name, &path, &state_dir, &store_name, watch)))
+    } else {
+        // A module defined twice (same name, e.g. on two listeners) with the
+        // same path shares one store: a store holds an exclusive lock.
+        match opened.iter().find(|(n, p, _, _)| n == store_name && *p == m.path) {
+            Some((_, _, st, w)) => ModuleStore::ready(st.clone(), *w),
+            None => {
+                let (store, watching) = open_store(&m.name, &m.path, state_dir, store_name, watch).map_err(err)?;
+                opened.push((store_name.to_string(), m.path.clone(), store.clone(), watching));
+                ModuleStore::ready(store, watching)
             }
-            if let Some(b) = &report.build {
-                for issue in &b.errors {
-                    tracing::warn!(module = %m.name, path = %String::from_utf8_lossy(&issue.path), "{}", issue.message);
-                }
-            }
-            let how = match report.source {
-                OpenSource::Opened => "snapshot opened from disk (reconciling in the background)",
-                OpenSource::Built => "snapshot built",
-            };
-            tracing::info!(module = %m.name, entries = report.entries, generation = report.generation,
-                elapsed_ms = report.elapsed.as_millis() as u64, "{how}");
-            match &report.watch {
-                WatchStatus::Active => tracing::info!(module = %m.name, "fanotify watcher active"),
-                WatchStatus::Unavailable(why) => {
-                    tracing::warn!(module = %m.name, "fanotify watcher unavailable ({why}); relying on rescans and `rsyncd refresh`")
-                }
-                WatchStatus::Disabled => {}
-            }
-            let watching = report.watch == WatchStatus::Active;
-            opened.push((store_name.to_string(), m.path.clone(), store.clone(), watching));
-            (store, watching)
         }
     };
     let root = ModuleRoot::open(&m.path).map_err(|e| err(format!("opening {}: {e}", m.path.display())))?;
@@ -170,13 +153,41 @@ fn module_runtime(
         read_only: m.read_only,
         store,
         rescan_interval: m.rescan_interval,
-        watching,
         root,
         daemon_filter,
         listener,
         rules,
         opts: crate::session::modopts::ModuleOpts::for_module(m),
     })
+}
+
+/// Open (or build) one module's snapshot store; logs how, and whether its
+/// fanotify watcher is active. Returns the store and that flag.
+fn open_store(module: &str, path: &Path, state_dir: &Path, store_name: &str, watch: bool) -> Result<(SnapshotStore, bool), String> {
+    let (store, report) = SnapshotStore::open_or_build_with(path, state_dir, store_name, StoreOptions { watch, ..StoreOptions::default() })
+        .map_err(|e| format!("snapshot of {}: {e}", path.display()))?;
+    for (file, why) in &report.rejected {
+        tracing::warn!(module = %module, file = %file.display(), "snapshot file rejected (rebuilt): {why}");
+    }
+    if let Some(b) = &report.build {
+        for issue in &b.errors {
+            tracing::warn!(module = %module, path = %String::from_utf8_lossy(&issue.path), "{}", issue.message);
+        }
+    }
+    let how = match report.source {
+        OpenSource::Opened => "snapshot opened from disk (reconciling in the background)",
+        OpenSource::Built => "snapshot built",
+    };
+    tracing::info!(module = %module, entries = report.entries, generation = report.generation,
+        elapsed_ms = report.elapsed.as_millis() as u64, "{how}");
+    match &report.watch {
+        WatchStatus::Active => tracing::info!(module = %module, "fanotify watcher active"),
+        WatchStatus::Unavailable(why) => {
+            tracing::warn!(module = %module, "fanotify watcher unavailable ({why}); relying on rescans and `rsyncd refresh`")
+        }
+        WatchStatus::Disabled => {}
+    }
+    Ok((store, report.watch == WatchStatus::Active))
 }
 
 /// The store (file) name of a module: its name with every byte outside
@@ -237,12 +248,13 @@ pub fn start_background(state: &ServerState) -> ModuleBackground {
     let mut bgs = Vec::new();
     let mut started: Vec<SnapshotStore> = Vec::new();
     for m in &state.modules {
-        if started.iter().any(|s| s.name() == m.store.name()) {
+        let Some(store) = m.store.if_open() else { continue };
+        if started.iter().any(|s| s.name() == store.name()) {
             continue;
         }
-        started.push(m.store.clone());
-        bgs.push(m.store.start_background());
-        let watching = m.watching;
+        started.push(store.clone());
+        bgs.push(store.start_background());
+        let watching = m.store.watching();
         let interval = match m.rescan_interval {
             Some(0) => None,
             Some(n) => Some(Duration::from_secs(u64::from(n))),
@@ -251,9 +263,9 @@ pub fn start_background(state: &ServerState) -> ModuleBackground {
         };
         if let Some(every) = interval {
             tracing::info!(module = %m.name, seconds = every.as_secs(), "periodic rescan");
-            let store = m.store.clone();
+            let store = store.clone();
             let name = m.name.clone();
-            let spawned = std::thread::Builder::new().name(format!("rescan-{}", m.store.name())).spawn(move || loop {
+            let spawned = std::thread::Builder::new().name(format!("rescan-{}", store.name())).spawn(move || loop {
                 std::thread::sleep(every);
                 match store.rescan() {
                     Ok(r) => tracing::debug!(module = %name, published = ?r.published, "periodic rescan"),
@@ -294,6 +306,19 @@ pub fn build_state(
     main_port: u16,
     watch: bool,
 ) -> Result<ServerState, StartError> {
+    build_state_with(config, state_dir, settings, main_port, watch, false)
+}
+
+/// [`build_state`] for one connection (inetd, rsh): `lazy` opens a module's
+/// store only when a session asks for that module.
+pub fn build_state_with(
+    config: &Config,
+    state_dir: &Path,
+    settings: SessionSettings,
+    main_port: u16,
+    watch: bool,
+    lazy: bool,
+) -> Result<ServerState, StartError> {
     std::fs::create_dir_all(state_dir).map_err(|e| StartError::Module {
         module: "*".into(),
         message: format!("creating state dir {}: {e}", state_dir.display()),
@@ -313,13 +338,16 @@ pub fn build_state(
             listener,
             &daemon,
             watch,
+            lazy,
             &mut opened,
         )?));
     }
     // Like session lookups, the last definition of a name wins.
     let mut stores = Stores::new();
     for m in &modules {
-        stores.insert(&m.name, m.store.clone());
+        if let Some(store) = m.store.if_open() {
+            stores.insert(&m.name, store.clone());
+        }
     }
     let motd = match &config.global.motd_file {
         Some(p) => Some(std::fs::read(p).map_err(|err| StartError::Motd { path: p.clone(), err })?),

@@ -296,3 +296,25 @@ fn inetd_unix_socket_peer_is_unknown_and_host_acls_deny() {
     let st = child.wait().unwrap();
     assert_eq!(st.code(), Some(5));
 }
+
+/// A one-connection daemon scans only the module the client asks for (at
+/// admission), never the other modules of the config.
+#[test]
+fn connect_prog_scans_only_the_requested_module() {
+    let f = Fixture::new();
+    let log = f.dir.path().join("daemon.log");
+    let prog = format!("RSYNCD_LOG=info NO_COLOR=1 {} 2>>{}", f.connect_prog(), log.display());
+    let dest = f.dir.path().join("dest");
+    let o = f.rsync(&[("RSYNC_CONNECT_PROG", &prog)], &["-a", "rsync://localhost/mod/", dest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(tree(&dest), tree(&f.src()));
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let built: Vec<&str> = logged.lines().filter(|l| l.contains("snapshot built")).collect();
+    assert_eq!(built.len(), 1, "{logged}");
+    assert!(built[0].contains("module=mod"), "{logged}");
+    // A listing scans nothing.
+    let o = f.rsync(&[("RSYNC_CONNECT_PROG", &prog)], &["rsync://localhost/"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let after = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(after.matches("snapshot built").count(), 1, "{after}");
+}

@@ -887,7 +887,7 @@ mod tests {
             protocol: 31,
             visible: &|_| true,
             cvs: None,
-            confinement: super::modopts::Confinement::Beneath,
+            confinement: crate::session::modopts::Confinement::Beneath,
         };
         for arg in [&b"."[..], b"a", b"a/", b"a/b"] {
             let args = vec![arg.to_vec()];

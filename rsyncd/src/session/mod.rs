@@ -306,6 +306,13 @@ impl Session {
         if rules.auth.required() {
             self.authenticate(module, shown_addr)?;
         }
+        // One-connection mode opens the module's snapshot now (a listening
+        // daemon opened every store at start-up). Like stock's failed
+        // chdir into the module path: "@ERROR: chdir failed".
+        if let Err(e) = module.store.get() {
+            crate::logging::log_global(&format!("chdir {} failed: {e}", module.path.display()));
+            return self.text_error("chdir failed");
+        }
         Ok(())
     }
 

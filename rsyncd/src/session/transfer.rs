@@ -321,7 +321,11 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     let t0 = Instant::now();
     // Pin one generation for the whole session: list building and the
     // transfer loop (which looks entries up by index) read only this one.
-    let snap = module.store.current();
+    let snap = match module.store.get() {
+        Ok(store) => store.current(),
+        // admit() opened it; a store that cannot be opened never gets here.
+        Err(e) => return fatal(s, Rerr::FileIo, &format!("rsync: module {} is not available: {e}", module.name)),
+    };
     let visibility = module.rules.access.view();
     let cvs_reader = if o.cvs_exclude { Some(super::flist::CvsIgnore::new(&module.root)) } else { None };
     let ctx = BuildCtx {
