@@ -73,6 +73,11 @@ pub struct DeltaMatcher {
     finished: bool,
     matched: u64,
     literal: u64,
+    /// `match.c` counters: buckets with candidates looked at, weak-sum
+    /// matches whose strong sums differed, blocks matched.
+    hash_hits: u32,
+    false_alarms: u32,
+    matches: u32,
 }
 
 impl std::fmt::Debug for DeltaMatcher {
@@ -139,6 +144,9 @@ impl DeltaMatcher {
             finished: false,
             matched: 0,
             literal: 0,
+            hash_hits: 0,
+            false_alarms: 0,
+            matches: 0,
         };
         if count > 0 {
             m.build_hash_table();
@@ -186,6 +194,12 @@ impl DeltaMatcher {
         } else {
             self.blength
         }
+    }
+
+    /// `match.c` statistics so far: (matches, hash_hits, false_alarms), as
+    /// stock's `match_report()` sums them.
+    pub fn counters(&self) -> (u32, u32, u32) {
+        (self.matches, self.hash_hits, self.false_alarms)
     }
 
     /// Bytes of the file reported as block matches so far.
@@ -310,6 +324,7 @@ impl DeltaMatcher {
                     data: &self.buf[s..s + blen],
                 });
                 self.matched += blen as u64;
+                self.matches += 1;
                 self.offset += blen as u64;
                 self.last_match = self.offset;
                 self.want_i = i + 1;
@@ -336,11 +351,12 @@ impl DeltaMatcher {
     /// Look up the window `buf[start..start+k]` with rolling sum `sum`;
     /// returns the block to use, preferring `want_i` (the block after the
     /// previous match) so matches form runs.
-    fn find(&self, sum: u32, start: usize, k: usize) -> Option<u32> {
+    fn find(&mut self, sum: u32, start: usize, k: usize) -> Option<u32> {
         let mut i = self.table[self.bucket(sum) as usize];
         if i < 0 {
             return None;
         }
+        self.hash_hits += 1;
         let mut strong = [0u8; MAX_DIGEST_LEN];
         let mut have_strong = false;
         let mut chain_len = 0u32;
@@ -372,6 +388,7 @@ impl DeltaMatcher {
                 have_strong = true;
             }
             if strong[..cmp] != self.blocks.sum2(iu as usize)[..cmp] {
+                self.false_alarms += 1;
                 continue;
             }
             let w = self.want_i;

@@ -423,14 +423,36 @@ fn verbosity_case(name: &str, params: &[(&str, &str)]) {
     assert_eq!(a, b, "{}", out.report(name));
 }
 
+/// A delta pull with `-vv` into a stale copy: stock's sender reports its
+/// `match.c` totals (matches, hash_hits, false_alarms, literal data) when
+/// `max verbosity` lets -vv through; ours must report the same numbers.
+fn verbosity_delta_totals(name: &str, max: &str) {
+    let case = Case::new(name, vec![crate::common::edge().with("max verbosity", max)])
+        .args(&["-avv", "--no-whole-file", "{url}/", "{dest}/"])
+        .prepare_dest(crate::common::stale_copy)
+        .expect_code(0);
+    let out = compare_case(&case);
+    assert_eq!((out.a.raw.code, out.b.raw.code), (0, 0), "{}", out.report(name));
+    let totals = |o: &str| o.lines().filter(|l| l.starts_with("total: matches=")).map(str::to_string).collect::<Vec<_>>();
+    let (a, b) = (totals(&out.a.raw.stdout), totals(&out.b.raw.stdout));
+    eprintln!("{name}: stock {a:?} ours {b:?}");
+    assert_eq!(a, b, "{}", out.report(name));
+    if max == "2" {
+        assert_eq!(a.len(), 1, "{}", out.report(name));
+        assert!(!a[0].starts_with("total: matches=0 "), "no block matched: {}", a[0]);
+    } else {
+        assert!(a.is_empty(), "{}", out.report(name));
+    }
+}
+
 cases! {
+    max_verbosity_two_delta_totals => verbosity_delta_totals("mv_two_delta", "2");
+    max_verbosity_one_delta_totals => verbosity_delta_totals("mv_one_delta", "1");
     max_verbosity_default_vv => { pull("mv_default_vv", &[], &["-avv", "{url}/dir/", "{dest}/"], 0); };
     max_verbosity_zero_vv => { pull("mv_zero_vv", &[("max verbosity", "0")], &["-avv", "{url}/dir/", "{dest}/"], 0); };
-    #[ignore = "daemon differs: with max verbosity >= 2 and -vv stock's sender reports \"total: matches=N  hash_hits=N  false_alarms=N data=N\" (match.c match_report, DEBUG_GTE(DELTASUM, 1)); ours sends no sender-side verbose output"]
     max_verbosity_high_vv => { pull("mv_high_vv", &[("max verbosity", "9")], &["-avv", "{url}/dir/", "{dest}/"], 0); };
     max_verbosity_default_vvv => verbosity_case("mv_default_vvv", &[]);
     max_verbosity_one_vvv => verbosity_case("mv_one_vvv", &[("max verbosity", "1")]);
-    #[ignore = "daemon differs: with max verbosity >= 2 stock's sender reports \"total: matches=N  hash_hits=N  false_alarms=N data=N\"; ours does not"]
     max_verbosity_two_vvv => verbosity_case("mv_two_vvv", &[("max verbosity", "2")]);
     #[ignore = "daemon differs: at max verbosity >= 3 stock's sender sends its debug lines ([sender] make_file(...), send_file_list done, ...); ours sends none"]
     max_verbosity_three_vvv => verbosity_case("mv_three_vvv", &[("max verbosity", "3")]);

@@ -443,6 +443,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         seed_fix,
         buf: Vec::with_capacity(256 * 1024),
         file_buf: vec![0u8; 256 * 1024],
+        match_totals: (0, 0, 0, 0),
     };
     let result = transfer_loop(s, &module, snap.snapshot(), &mut stream, &enc_ctx, &o, &rx, idle, &mut xfer);
     if let (Some(k), Some(lists)) = (key, stream.take_recording()) {
@@ -645,6 +646,8 @@ struct Xfer {
     seed_fix: bool,
     buf: Vec<u8>,
     file_buf: Vec<u8>,
+    /// `match.c` session totals: matches, hash_hits, false_alarms, literal bytes.
+    match_totals: (u32, u32, u32, u64),
 }
 
 fn recv(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>) -> Result<Event, SessionError> {
@@ -844,6 +847,13 @@ fn transfer_loop(
     if p >= 30 && io_error != io_error_at_start {
         s.out.msg(MsgCode::IoError, &io_error.to_le_bytes())?;
     }
+    // match.c match_report(): DEBUG_GTE(DELTASUM, 1), i.e. -vv (after
+    // `max verbosity` capped the client's -v count).
+    if o.verbose >= 2 {
+        let (m, h, f, data) = x.match_totals;
+        let line = format!("total: matches={m}  hash_hits={h}  false_alarms={f} data={data}\n");
+        s.out.msg(MsgCode::Info, line.as_bytes())?;
+    }
     let mut b = Vec::new();
     x.ndx_out.encode(&mut b, NDX_DONE);
     s.out.data(&b)?;
@@ -948,6 +958,9 @@ fn send_file(
             terr.get_or_insert(e);
         }
     });
+    let (m, h, f) = matcher.counters();
+    let t = &mut x.match_totals;
+    *t = (t.0.wrapping_add(m), t.1.wrapping_add(h), t.2.wrapping_add(f), t.3 + matcher.literal_bytes());
     if let Some(e) = terr.or_else(|| x.tokens.end_file(&mut x.buf).err()) {
         return fatal(s, Rerr::StreamIo, &format!("rsync: [sender] compression failed: {e}")).map(|()| false);
     }
