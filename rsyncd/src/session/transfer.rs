@@ -309,7 +309,14 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         }
         let max = limits.max_files_from;
         let maxlen = limits.max_path_len;
-        let names = s.input.decode(|b| with_reader(b, |r| read_files_from(r, max, maxlen)))?;
+        // One name per decode step: a step that needs more input re-reads
+        // only the partial name, so a list of a million names costs one
+        // pass over its bytes (decoding the whole list as one value would
+        // re-parse it on every read).
+        let mut names = Vec::new();
+        while let Some(name) = s.input.decode(|b| with_reader(b, |r| read_files_from_name(r, names.len(), max, maxlen)))? {
+            names.push(name);
+        }
         if p == 30 {
             s.input.set_raw_passthrough(false);
         }
@@ -546,28 +553,26 @@ fn list_key(
     Some(ListKey { module: (module.name.clone(), module.listener), generation: snap.number(), fingerprint: f })
 }
 
-fn read_files_from(r: &mut Reader<'_>, max: usize, maxlen: usize) -> protocol::DecodeResult<Vec<Vec<u8>>> {
-    let mut names = Vec::new();
-    loop {
-        let rest = r.rest();
-        let Some(n) = rest.iter().position(|&b| b == 0) else {
-            if rest.len() > maxlen {
-                return Err(protocol::DecodeError::invalid("files-from", "name too long"));
-            }
-            return Err(protocol::DecodeError::Incomplete { needed: 1 });
-        };
-        if n > maxlen {
+/// One `--files-from=-` name (NUL-terminated as the client's
+/// `send_filesfrom()` writes them); `None` at the empty name that ends the
+/// list. `have` names were read so far; more than `max` names or a name
+/// longer than `maxlen` is invalid.
+fn read_files_from_name(r: &mut Reader<'_>, have: usize, max: usize, maxlen: usize) -> protocol::DecodeResult<Option<Vec<u8>>> {
+    let rest = r.rest();
+    let Some(n) = rest.iter().take(maxlen + 1).position(|&b| b == 0) else {
+        if rest.len() > maxlen {
             return Err(protocol::DecodeError::invalid("files-from", "name too long"));
         }
-        let name = r.bytes(n + 1)?;
-        if n == 0 {
-            return Ok(names);
-        }
-        if names.len() >= max {
-            return Err(protocol::DecodeError::invalid("files-from", "too many names"));
-        }
-        names.push(name[..n].to_vec());
+        return Err(protocol::DecodeError::Incomplete { needed: 1 });
+    };
+    let name = r.bytes(n + 1)?;
+    if n == 0 {
+        return Ok(None);
     }
+    if have >= max {
+        return Err(protocol::DecodeError::invalid("files-from", "too many names"));
+    }
+    Ok(Some(name[..n].to_vec()))
 }
 
 pub(super) fn entry_size(e: &EntryRef<'_>) -> i64 {
@@ -979,4 +984,34 @@ fn send_file(
     s.out.data(&x.buf)?;
     x.buf.clear();
     Ok(true)
+}
+
+#[cfg(test)]
+mod files_from_tests {
+    use super::*;
+
+    fn one(b: &[u8], have: usize, max: usize, maxlen: usize) -> protocol::DecodeResult<(Option<Vec<u8>>, usize)> {
+        with_reader(b, |r| read_files_from_name(r, have, max, maxlen))
+    }
+
+    #[test]
+    fn names_decode_one_at_a_time_until_the_empty_name() {
+        let wire = b"a/b\0c\0\0rest";
+        let (n, used) = one(wire, 0, 10, 100).unwrap();
+        assert_eq!((n.as_deref(), used), (Some(&b"a/b"[..]), 4));
+        let (n, used2) = one(&wire[used..], 1, 10, 100).unwrap();
+        assert_eq!((n.as_deref(), used2), (Some(&b"c"[..]), 2));
+        let (n, used3) = one(&wire[used + used2..], 2, 10, 100).unwrap();
+        assert_eq!((n, used3), (None, 1));
+    }
+
+    #[test]
+    fn a_partial_name_waits_and_limits_are_invalid() {
+        assert!(matches!(one(b"abc", 0, 10, 100), Err(protocol::DecodeError::Incomplete { .. })));
+        assert!(matches!(one(b"abcdef", 0, 10, 4), Err(protocol::DecodeError::Invalid { .. })));
+        assert!(matches!(one(b"abcdef\0", 0, 10, 4), Err(protocol::DecodeError::Invalid { .. })));
+        assert!(matches!(one(b"abc\0", 10, 10, 100), Err(protocol::DecodeError::Invalid { .. })));
+        // The terminator is fine at the limit.
+        assert_eq!(one(b"\0", 10, 10, 100).unwrap(), (None, 1));
+    }
 }
