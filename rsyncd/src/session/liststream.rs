@@ -117,10 +117,26 @@ pub struct FlistCache {
 #[derive(Debug, Default)]
 struct CacheInner {
     map: HashMap<ListKey, (Arc<CachedLists>, u64)>,
+    /// Keys a session is recording now (one recorder per key).
+    recording: std::collections::HashSet<ListKey>,
     used: usize,
     tick: u64,
     hits: u64,
     misses: u64,
+}
+
+/// The right to record one key's list (see [`FlistCache::begin_recording`]);
+/// released when dropped.
+#[derive(Debug)]
+pub struct RecordingClaim<'c> {
+    cache: &'c FlistCache,
+    key: ListKey,
+}
+
+impl Drop for RecordingClaim<'_> {
+    fn drop(&mut self) {
+        self.cache.lock().recording.remove(&self.key);
+    }
 }
 
 /// Counters of a [`FlistCache`].
@@ -177,6 +193,22 @@ impl FlistCache {
                 g.misses += 1;
                 None
             }
+        }
+    }
+
+    /// Claim the recording of `key`'s list: `None` when the cache is off or
+    /// another session records the same list already (sessions that start
+    /// together after a new generation would otherwise each hold a whole
+    /// copy until their lists end; they stream with their window instead).
+    pub fn begin_recording(&self, key: &ListKey) -> Option<RecordingClaim<'_>> {
+        if !self.enabled() {
+            return None;
+        }
+        let mut g = self.lock();
+        if g.recording.insert(key.clone()) {
+            Some(RecordingClaim { cache: self, key: key.clone() })
+        } else {
+            None
         }
     }
 
@@ -727,6 +759,19 @@ mod tests {
             assert!(c.get(&key("m", 1, f)).is_some(), "{f:?}");
         }
         assert!(c.stats().bytes <= one * 4 + one / 2);
+    }
+
+    #[test]
+    fn one_session_records_a_key_at_a_time() {
+        let c = FlistCache::new(1 << 20);
+        let k = key("m", 1, b"a");
+        let first = c.begin_recording(&k);
+        assert!(first.is_some());
+        assert!(c.begin_recording(&k).is_none(), "a second recorder of the same list");
+        assert!(c.begin_recording(&key("m", 1, b"b")).is_some(), "another list is independent");
+        drop(first);
+        assert!(c.begin_recording(&k).is_some(), "released when the claim is dropped");
+        assert!(FlistCache::new(0).begin_recording(&k).is_none());
     }
 
     #[test]

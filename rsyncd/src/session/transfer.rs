@@ -403,7 +403,9 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     let cache = &state.flist_cache;
     let key = list_key(&module, &snap, &fopts, compat_flags, &o, &parsed.paths, &rules, files_from.is_some());
     let cached = key.as_ref().and_then(|k| cache.get(k));
-    let record_limit = if key.is_some() { cache.entry_limit() } else { 0 };
+    // Only one session records a given list; the others stream it.
+    let claim = if cached.is_none() { key.as_ref().and_then(|k| cache.begin_recording(k)) } else { None };
+    let record_limit = if claim.is_some() { cache.entry_limit() } else { 0 };
     let mut stream = match cached {
         Some(c) => ListStream::cached(c),
         None if inc => ListStream::incremental(IncBuilder::new(&ctx, &args), FlistEncoder::new(fopts.clone()), record_limit),
@@ -456,6 +458,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     if let (Some(k), Some(lists)) = (key, stream.take_recording()) {
         cache.insert(k, lists);
     }
+    drop(claim);
     tracing::info!(
         module = %module.name,
         entries = stream.entries(),
