@@ -46,11 +46,18 @@ pub struct ListItem {
 /// which are the parent's stored name plus the snapshot entry's basename).
 #[derive(Debug, Default)]
 pub struct FileList {
-    /// Items in wire (sorted) order; the ndx of an item is its position.
+    /// Items in sorted order; the ndx of an item is its position.
     pub items: Vec<ListItem>,
     names: Vec<u8>,
     /// Transfer-root directories (module-relative), referenced by items.
     pub roots: Vec<Vec<u8>>,
+    /// When the items were built out of order (several arguments,
+    /// `--files-from`): for each position in build order, the sorted index
+    /// of that item. Stock's sender writes entries in the order it meets
+    /// them and both sides sort afterwards (`flist_sort_and_clean()`); a
+    /// client checking the names it asked for (`--files-from` without
+    /// `--trust-sender`) depends on that order.
+    pub wire_order: Option<Vec<u32>>,
 }
 
 impl FileList {
@@ -819,7 +826,12 @@ impl<'a> BuildCtx<'a> {
             f_name_cmp(&name(ia), is_dir[a as usize], &name(ib), is_dir[b as usize], p)
         });
         let items: Vec<ListItem> = order.iter().map(|&i| list.items[i as usize]).collect();
+        let mut wire = vec![0u32; items.len()];
+        for (sorted, &built) in order.iter().enumerate() {
+            wire[built as usize] = sorted as u32;
+        }
         list.items = items;
+        list.wire_order = Some(wire);
     }
 }
 
@@ -1029,6 +1041,8 @@ impl<'c, 'a> IncBuilder<'c, 'a> {
         }
         shallow.sort(&mut first.list);
         let mut names = first.list;
+        // The first list goes out in sorted order (valid: the receiver sorts).
+        names.wire_order = None;
         // Directories whose contents the first list already carries: the
         // `.` of a dot-dir argument. Every other directory gets a sub-list.
         let mut first_items = std::mem::take(&mut names.items);

@@ -52,8 +52,11 @@ pub struct Segment {
     /// `dir_flist` index sent as `NDX_FLIST_OFFSET - dir_index` before the
     /// entries (`None`: the first list, or a non-incremental list).
     pub dir_index: Option<i32>,
-    /// Entries in wire order.
+    /// Entries in sorted order (ndx order).
     pub items: Vec<ListItem>,
+    /// Flat lists built out of order: build position -> sorted index; the
+    /// entries are written in build order (see `FileList::wire_order`).
+    pub wire_order: Option<Vec<u32>>,
     /// Messages to send before the entries.
     pub messages: Vec<(MsgCode, String)>,
     /// Encoded entries and end marker (and, for a non-incremental list, the
@@ -71,6 +74,7 @@ impl Segment {
         std::mem::size_of::<Segment>()
             + self.body.len()
             + self.items.len() * std::mem::size_of::<ListItem>()
+            + self.wire_order.as_ref().map_or(0, |w| w.len() * 4)
             + self.messages.iter().map(|(_, m)| m.len() + 16).sum::<usize>()
     }
 }
@@ -461,11 +465,13 @@ impl<'c, 'a> ListStream<'c, 'a> {
                     return Ok(false);
                 };
                 let items = std::mem::take(&mut o.list.items);
+                let wire_order = o.list.wire_order.take();
                 let seg = Segment {
                     ndx_start: 0,
                     parent: None,
                     dir_index: None,
                     items,
+                    wire_order,
                     messages: std::mem::take(&mut o.messages),
                     body: Vec::new(),
                     io_error: o.io_error,
@@ -488,6 +494,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
                     parent: built.list.parent,
                     dir_index: built.list.dir_index,
                     items: built.list.items,
+                    wire_order: None,
                     messages: built.messages,
                     body: Vec::new(),
                     io_error: built.io_error,
@@ -568,7 +575,14 @@ impl<'c, 'a> ListStream<'c, 'a> {
         };
         let mut body = Vec::with_capacity(if flat { CHUNK } else { seg.items.len() * 40 + 16 });
         let mut total = 0i64;
-        for (i, it) in seg.items.iter().enumerate() {
+        for i in 0..seg.items.len() {
+            // Build order when the list was built out of order (stock writes
+            // entries as it meets them); the ndx passed is the wire position,
+            // which hard-link references use (the receiver sorts afterwards).
+            let it = match &seg.wire_order {
+                Some(order) => &seg.items[order[i] as usize],
+                None => &seg.items[i],
+            };
             let Some(e) = ctx.snap.entry(it.entry) else {
                 continue;
             };
@@ -699,6 +713,7 @@ mod tests {
             parent: None,
             dir_index: None,
             items: Vec::new(),
+            wire_order: None,
             messages: Vec::new(),
             body: vec![0u8; body],
             io_error: 0,
