@@ -337,6 +337,18 @@ enum NameType {
     SlashEnding,
 }
 
+/// A whole (non-incremental) list built one argument at a time, as
+/// `--files-from=-` names arrive: `outcome.list.items` grows in build order
+/// (the order stock's sender writes entries in) until
+/// [`BuildCtx::build_finish`] sorts it.
+#[derive(Default)]
+pub struct FlatBuilder<'a> {
+    /// What was built so far (unsorted).
+    pub outcome: BuildOutcome,
+    implied_seen: std::collections::HashSet<Vec<u8>>,
+    memo: BuildMemo<'a>,
+}
+
 /// Lookups one [`BuildCtx::build`] reuses from one argument to the next
 /// (consecutive `--files-from` names mostly share their directory).
 #[derive(Default)]
@@ -509,6 +521,18 @@ impl<'a> BuildCtx<'a> {
         }
         self.sort(&mut o.list);
         o
+    }
+
+    /// Add one argument to a whole list being built argument by argument
+    /// (see [`FlatBuilder`]).
+    pub fn build_more(&self, fb: &mut FlatBuilder<'a>, arg: &[u8]) {
+        self.build_one_memo(arg, &mut fb.outcome, &mut fb.implied_seen, &mut fb.memo);
+    }
+
+    /// Finish a [`FlatBuilder`]: sort (recording the build order).
+    pub fn build_finish(&self, mut fb: FlatBuilder<'a>) -> BuildOutcome {
+        self.sort(&mut fb.outcome.list);
+        fb.outcome
     }
 
     fn build_one(&self, arg: &[u8], o: &mut BuildOutcome, implied_seen: &mut std::collections::HashSet<Vec<u8>>) {

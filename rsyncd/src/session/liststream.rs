@@ -321,6 +321,83 @@ impl<'c, 'a> ListStream<'c, 'a> {
         Self::new(Producer::Flat(Some(outcome)), Some(enc), false, record_limit)
     }
 
+    /// Build and send a whole list whose arguments arrive one at a time
+    /// (`--files-from=-`), as stock's `send_file_list()` does: each
+    /// argument's entries are written as soon as it is read, so a client
+    /// checking the names it forwarded (3.2.5+ without `--trust-sender`)
+    /// finds each entry's name among the last few it sent. `next_arg`
+    /// returns `None` after the last argument. The list is sorted at the
+    /// end for request lookup; the stream then has nothing more to send.
+    pub fn stream_flat(
+        s: &mut Session,
+        ctx: &'c super::flist::BuildCtx<'a>,
+        enc_ctx: &EncodeCtx<'_>,
+        mut enc: FlistEncoder,
+        next_arg: &mut dyn FnMut(&mut Session) -> Result<Option<Vec<u8>>, SessionError>,
+    ) -> Result<Self, SessionError> {
+        let mut fb = super::flist::FlatBuilder::default();
+        let mut body = Vec::with_capacity(CHUNK);
+        let (mut encoded, mut told, mut total) = (0usize, 0usize, 0i64);
+        while let Some(arg) = next_arg(s)? {
+            ctx.build_more(&mut fb, &arg);
+            let o = &fb.outcome;
+            for (code, text) in &o.messages[told..] {
+                if !body.is_empty() {
+                    s.out.data(&body)?;
+                    body.clear();
+                }
+                s.out.msg(*code, text.as_bytes())?;
+            }
+            told = o.messages.len();
+            for w in encoded..o.list.items.len() {
+                let it = &o.list.items[w];
+                let Some(e) = enc_ctx.snap.entry(it.entry) else { continue };
+                if e.is_file() || e.is_symlink() {
+                    total += super::transfer::entry_size(&e);
+                }
+                let csum;
+                let sum = match enc_ctx.checksum {
+                    Some(algo) if e.is_file() => {
+                        csum = super::transfer::file_checksum(enc_ctx.module, &o.list.module_path(enc_ctx.snap, it), algo);
+                        Some(&csum[..])
+                    }
+                    _ => None,
+                };
+                let name = o.list.name(it, &e);
+                let fe = super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, enc_ctx.opts, sum);
+                enc.encode_entry(&mut body, &fe, w as i32, 0, enc_ctx.id_names);
+            }
+            encoded = o.list.items.len();
+            // Out at once: the client is waiting for this name's entries.
+            if !body.is_empty() {
+                s.out.data(&body)?;
+                body.clear();
+            }
+        }
+        let mut o = ctx.build_finish(fb);
+        let ignore = enc_ctx.opts.ignore_errors;
+        let io = if ignore { 0 } else { o.io_error };
+        enc.encode_end(&mut body, io);
+        enc.encode_trailer(&mut body, io, enc_ctx.id_names);
+        s.out.data(&body)?;
+        let seg = Segment {
+            ndx_start: 0,
+            parent: None,
+            dir_index: None,
+            items: std::mem::take(&mut o.list.items),
+            wire_order: o.list.wire_order.take(),
+            messages: Vec::new(),
+            body: Vec::new(),
+            io_error: o.io_error,
+            total_size: total,
+        };
+        let mut stream = Self::new(Producer::Done, None, false, 0);
+        stream.frozen = Some(Arc::new(o.list));
+        let mut ndx_unused = NdxState::new(enc_ctx.protocol);
+        stream.after_send(s, Arc::new(seg), &mut ndx_unused, enc_ctx, true)?;
+        Ok(stream)
+    }
+
     /// Replay a cached sequence.
     pub fn cached(lists: Arc<CachedLists>) -> Self {
         let inc = lists.inc;

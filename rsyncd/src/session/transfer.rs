@@ -302,28 +302,9 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         client_filter.add_cvs_excludes(p);
     }
 
-    // --files-from=- names (flist.c: send_file_list() with filesfrom_fd).
-    let files_from = if o.files_from.as_deref() == Some(b"-".as_slice()) {
-        if p == 30 {
-            s.input.set_raw_passthrough(true);
-        }
-        let max = limits.max_files_from;
-        let maxlen = limits.max_path_len;
-        // One name per decode step: a step that needs more input re-reads
-        // only the partial name, so a list of a million names costs one
-        // pass over its bytes (decoding the whole list as one value would
-        // re-parse it on every read).
-        let mut names = Vec::new();
-        while let Some(name) = s.input.decode(|b| with_reader(b, |r| read_files_from_name(r, names.len(), max, maxlen)))? {
-            names.push(name);
-        }
-        if p == 30 {
-            s.input.set_raw_passthrough(false);
-        }
-        Some(names)
-    } else {
-        None
-    };
+    // --files-from=- names are read while the list is built and sent
+    // (flist.c: send_file_list() with filesfrom_fd), below.
+    let files_from_stdin = o.files_from.as_deref() == Some(b"-".as_slice());
 
     let t0 = Instant::now();
     // Pin one generation for the whole session: list building and the
@@ -351,25 +332,15 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     for a in &parsed.paths {
         ctx.expand_arg(a, o.secluded_args, &mut args);
     }
-    if let Some(names) = &files_from {
+    // The directory --files-from names are relative to.
+    let ff_base = {
         let base = args.first().cloned().unwrap_or_else(|| b".".to_vec());
-        let base = if base == b"." { Vec::new() } else { base };
-        let mut ff_args = Vec::with_capacity(names.len());
-        for n in names {
-            let mut a = base.clone();
-            if !a.is_empty() && !a.ends_with(b"/") {
-                a.push(b'/');
-            }
-            if o.relative {
-                a.extend_from_slice(b"./");
-            }
-            // flist.c: each name is sanitized on its own, relative to the
-            // source directory (it can never climb above it).
-            a.extend_from_slice(&super::flist::sanitize_path(n, o.relative));
-            ff_args.push(a);
+        if base == b"." {
+            Vec::new()
+        } else {
+            base
         }
-        args = ff_args;
-    }
+    };
     let inc = compat_flags & compat::CF_INC_RECURSE != 0;
     let fopts = FlistOptions {
         protocol: p,
@@ -401,15 +372,47 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     // when shareable, recorded for the next session.
     let state = s.state.clone();
     let cache = &state.flist_cache;
-    let key = list_key(&module, &snap, &fopts, compat_flags, &o, &parsed.paths, &rules, files_from.is_some());
+    let key = list_key(&module, &snap, &fopts, compat_flags, &o, &parsed.paths, &rules, files_from_stdin);
     let cached = key.as_ref().and_then(|k| cache.get(k));
     // Only one session records a given list; the others stream it.
     let claim = if cached.is_none() { key.as_ref().and_then(|k| cache.begin_recording(k)) } else { None };
     let record_limit = if claim.is_some() { cache.entry_limit() } else { 0 };
-    let mut stream = match cached {
+    let mut stream = if files_from_stdin {
+        if p == 30 {
+            s.input.set_raw_passthrough(true);
+        }
+        let (max, maxlen) = (limits.max_files_from, limits.max_path_len);
+        let relative = o.relative;
+        let mut count = 0usize;
+        // One name per decode step: a step that needs more input re-reads
+        // only the partial name (one pass over a million names).
+        let streamed = ListStream::stream_flat(s, &ctx, &enc_ctx, FlistEncoder::new(fopts.clone()), &mut |s| {
+            let Some(n) = s.input.decode(|b| with_reader(b, |r| read_files_from_name(r, count, max, maxlen)))? else {
+                return Ok(None);
+            };
+            count += 1;
+            let mut a = ff_base.clone();
+            if !a.is_empty() && !a.ends_with(b"/") {
+                a.push(b'/');
+            }
+            if relative {
+                a.extend_from_slice(b"./");
+            }
+            // flist.c: each name is sanitized on its own, relative to the
+            // source directory (it can never climb above it).
+            a.extend_from_slice(&super::flist::sanitize_path(&n, relative));
+            Ok(Some(a))
+        });
+        if p == 30 {
+            s.input.set_raw_passthrough(false);
+        }
+        streamed?
+    } else {
+        match cached {
         Some(c) => ListStream::cached(c),
         None if inc => ListStream::incremental(IncBuilder::new(&ctx, &args), FlistEncoder::new(fopts.clone()), record_limit),
         None => ListStream::flat(ctx.build(&args), FlistEncoder::new(fopts.clone()), record_limit),
+        }
     };
     let mut ndx_out = NdxState::new(p);
     // The first list (send_file_list()); with incremental recursion, more
