@@ -399,6 +399,7 @@ struct Pull<'a> {
 }
 
 impl Pull<'_> {
+    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
         d: &Daemon,
