@@ -46,11 +46,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use benches::procstat::*;
 use clap::Parser;
 
 /// Compare `--files-from` pulls against stock rsyncd and our rsyncd.
@@ -102,97 +102,6 @@ struct Args {
     /// The stock rsync binary (client and daemon).
     #[arg(long, default_value = "rsync")]
     rsync: PathBuf,
-}
-
-// ---------------------------------------------------------------------------
-// /proc readers (as in null_sync)
-
-fn stat_fields(pid: u32) -> Result<Vec<u64>> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = &s[s.rfind(')').context("bad stat")? + 2..];
-    Ok(rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
-}
-
-/// Field `n` (1-based, proc(5)) of a stat line split after the command name.
-fn field(v: &[u64], n: usize) -> u64 {
-    v.get(n - 3).copied().unwrap_or(0)
-}
-
-fn cpu_ticks(pid: u32, children: bool) -> Result<u64> {
-    let f = stat_fields(pid)?;
-    let mut t = field(&f, 14) + field(&f, 15);
-    if children {
-        t += field(&f, 16) + field(&f, 17);
-    }
-    Ok(t)
-}
-
-fn self_children_ticks() -> Result<u64> {
-    let f = stat_fields(std::process::id())?;
-    Ok(field(&f, 16) + field(&f, 17))
-}
-
-fn status_kb(pid: u32, key: &str) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':'))).and_then(|v| v.split_whitespace().next()?.parse().ok())
-}
-
-fn children(pid: u32) -> Vec<u32> {
-    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .map(|s| s.split_whitespace().filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_default()
-}
-
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut all = vec![pid];
-    let mut i = 0;
-    while i < all.len() {
-        let c = children(all[i]);
-        all.extend(c);
-        i += 1;
-    }
-    all
-}
-
-fn clk_tck() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// Samples the largest RSS and RssAnon (kB) of a process tree until stopped.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    handle: std::thread::JoinHandle<(u64, u64)>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = stop.clone();
-        let handle = std::thread::spawn(move || {
-            let (mut peak, mut peak_anon) = (0, 0);
-            while !s.load(Ordering::Relaxed) {
-                let (mut rss, mut anon) = (0, 0);
-                for p in descendants(pid) {
-                    rss += status_kb(p, "VmRSS").unwrap_or(0);
-                    anon += status_kb(p, "RssAnon").unwrap_or(0);
-                }
-                peak = peak.max(rss);
-                peak_anon = peak_anon.max(anon);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            (peak, peak_anon)
-        });
-        RssSampler { stop, handle }
-    }
-    fn finish(self) -> (u64, u64) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.handle.join().unwrap_or((0, 0))
-    }
 }
 
 // ---------------------------------------------------------------------------
