@@ -275,6 +275,32 @@ pub struct EncodeCtx<'a> {
     pub safe_flist: bool,
 }
 
+impl EncodeCtx<'_> {
+    /// Encode one list item (with its `-c` checksum) as entry `ndx` of the
+    /// list starting at `ndx_start`; returns its `stats.total_size` share.
+    /// An entry missing from the snapshot (cannot happen for a list built
+    /// from it) is skipped.
+    fn encode_item(&self, enc: &mut FlistEncoder, out: &mut Vec<u8>, names: &FileList, it: &ListItem, ndx: i32, ndx_start: i32) -> i64 {
+        let Some(e) = self.snap.entry(it.entry) else { return 0 };
+        let csum;
+        let sum = match self.checksum {
+            Some(algo) if e.is_file() => {
+                csum = super::transfer::file_checksum(self.module, &names.module_path(self.snap, it), algo);
+                Some(&csum[..])
+            }
+            _ => None,
+        };
+        let name = names.name(it, &e);
+        let fe = super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, self.opts, sum);
+        enc.encode_entry(out, &fe, ndx, ndx_start, self.id_names);
+        if e.is_file() || e.is_symlink() {
+            super::transfer::entry_size(&e)
+        } else {
+            0
+        }
+    }
+}
+
 enum Producer<'c, 'a> {
     /// Building from the snapshot, incremental recursion.
     Inc(Box<IncBuilder<'c, 'a>>),
@@ -351,21 +377,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
             told = o.messages.len();
             for w in encoded..o.list.items.len() {
                 let it = &o.list.items[w];
-                let Some(e) = enc_ctx.snap.entry(it.entry) else { continue };
-                if e.is_file() || e.is_symlink() {
-                    total += super::transfer::entry_size(&e);
-                }
-                let csum;
-                let sum = match enc_ctx.checksum {
-                    Some(algo) if e.is_file() => {
-                        csum = super::transfer::file_checksum(enc_ctx.module, &o.list.module_path(enc_ctx.snap, it), algo);
-                        Some(&csum[..])
-                    }
-                    _ => None,
-                };
-                let name = o.list.name(it, &e);
-                let fe = super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, enc_ctx.opts, sum);
-                enc.encode_entry(&mut body, &fe, w as i32, 0, enc_ctx.id_names);
+                total += enc_ctx.encode_item(&mut enc, &mut body, &o.list, it, w as i32, 0);
             }
             encoded = o.list.items.len();
             // Out at once: the client is waiting for this name's entries.
@@ -660,23 +672,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
                 Some(order) => &seg.items[order[i] as usize],
                 None => &seg.items[i],
             };
-            let Some(e) = ctx.snap.entry(it.entry) else {
-                continue;
-            };
-            if e.is_file() || e.is_symlink() {
-                total += super::transfer::entry_size(&e);
-            }
-            let csum;
-            let sum = match ctx.checksum {
-                Some(algo) if e.is_file() => {
-                    csum = super::transfer::file_checksum(ctx.module, &names_ref.module_path(ctx.snap, it), algo);
-                    Some(&csum[..])
-                }
-                _ => None,
-            };
-            let name = names_ref.name(it, &e);
-            let fe = super::transfer::to_file_entry(&e, &name, it.top_dir, it.no_content, ctx.opts, sum);
-            enc.encode_entry(&mut body, &fe, seg.ndx_start + i as i32, seg.ndx_start, ctx.id_names);
+            total += ctx.encode_item(enc, &mut body, names_ref, it, seg.ndx_start + i as i32, seg.ndx_start);
             if flat && !keep && body.len() >= CHUNK {
                 s.out.data(&body)?;
                 body.clear();
