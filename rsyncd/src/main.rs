@@ -211,6 +211,13 @@ fn serve_stdio(cfg: &config::Config, mode: rsyncd::session::io::StdioMode) -> an
         rsyncd::session::io::StdioMode::Inetd => socket_peer,
         rsyncd::session::io::StdioMode::Rsh => rsh_peer(),
     };
+    let peer = match proxied_peer(cfg, mode, &input, peer)? {
+        Some(p) => p,
+        // Mirrors clientserver.c start_daemon(): a rejected or bad PROXY
+        // header ends the connection without a greeting, and main() returns
+        // its -1 (exit status 255).
+        None => return Ok(255),
+    };
     let tmp = tempfile::Builder::new().prefix("rsyncd-stdio-").tempdir().context("creating a temporary state dir")?;
     let port = cfg.global.port.unwrap_or(873);
     // Only the module the client asks for is scanned (lazily, at admission).
@@ -223,6 +230,42 @@ fn serve_stdio(cfg: &config::Config, mode: rsyncd::session::io::StdioMode) -> an
     };
     drop(tmp);
     Ok(code)
+}
+
+/// With `proxy protocol = yes`, the client's address from the PROXY header
+/// a trusted peer sends first (mirrors clientserver.c start_daemon(), which
+/// reads it in inetd mode as on a listener); `Ok(None)` when the peer is not
+/// trusted or the header is bad (logged; the caller closes without a word).
+/// Without the option, `peer` as it is. In rsh mode the input is a pipe
+/// whose far end is sshd, not a proxy: fail closed.
+fn proxied_peer(
+    cfg: &config::Config,
+    mode: rsyncd::session::io::StdioMode,
+    input: &rsyncd::session::io::Conn,
+    peer: Option<std::net::SocketAddr>,
+) -> anyhow::Result<Option<Option<std::net::SocketAddr>>> {
+    use rsyncd::session::io::Conn;
+    let net = rsyncd::server::NetSettings::from_global(&cfg.global)?;
+    let Some(policy) = &net.proxy else {
+        return Ok(Some(peer));
+    };
+    let (rsyncd::session::io::StdioMode::Inetd, Conn::Socket(stream), Some(socket_peer)) = (mode, input, peer) else {
+        rsyncd::logging::log_global("proxy protocol is not supported on this connection (rsh mode or not a TCP socket); closed");
+        return Ok(None);
+    };
+    if !policy.trusts(&socket_peer) {
+        let addr = rsyncd::access::hosts::Peer::from_socket(&socket_peer).addr;
+        rsyncd::logging::log_global(&format!("proxy protocol rejected from untrusted peer UNDETERMINED ({addr})"));
+        return Ok(None);
+    }
+    let deadline = std::time::Instant::now() + SessionSettings::default().handshake_timeout;
+    match rsyncd::server::read_proxy_header(stream, deadline) {
+        Ok(h) => Ok(Some(Some(h.source.unwrap_or(socket_peer)))),
+        Err(e) => {
+            tracing::info!(peer = %socket_peer, "{e}; connection closed");
+            Ok(None)
+        }
+    }
 }
 
 /// The client's address in rsh daemon mode, mirroring stock

@@ -318,3 +318,61 @@ fn connect_prog_scans_only_the_requested_module() {
     let after = std::fs::read_to_string(&log).unwrap();
     assert_eq!(after.matches("snapshot built").count(), 1, "{after}");
 }
+
+/// inetd mode reads the PROXY header like a listener does (stock
+/// start_daemon()): a trusted proxy's header names the client the host ACLs
+/// judge; an untrusted peer is closed without a greeting, exit status 255.
+#[test]
+fn inetd_reads_the_proxy_header_from_trusted_peers_only() {
+    use std::io::{BufRead, BufReader, Write};
+    let f = Fixture::new();
+    let conf = f.dir.path().join("proxy.conf");
+    let run = |hosts: &str, header: &[u8]| -> (String, Option<i32>) {
+        std::fs::write(
+            &conf,
+            format!(
+                "use chroot = no\nproxy protocol = yes\nproxy protocol hosts = {hosts}\n[only]\n    path = {}\n    hosts allow = 10.1.2.3\n",
+                f.src().display()
+            ),
+        )
+        .unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let out = s.try_clone().unwrap();
+        let mut child = Command::new(BIN)
+            .arg("--daemon")
+            .arg(format!("--config={}", conf.display()))
+            .stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(s)))
+            .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(out)))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn rsyncd");
+        c.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        c.write_all(header).unwrap();
+        c.write_all(b"@RSYNCD: 31.0\nonly\n").unwrap();
+        let mut r = BufReader::new(c);
+        let mut text = String::new();
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            text.push_str(&line);
+            if line.starts_with("@RSYNCD: OK") || line.starts_with("@ERROR") {
+                break;
+            }
+            line.clear();
+        }
+        drop(r);
+        (text, child.wait().unwrap().code())
+    };
+    let header = b"PROXY TCP4 10.1.2.3 127.0.0.1 40000 873\r\n";
+    let (text, _) = run("127.0.0.1", header);
+    assert!(text.starts_with("@RSYNCD: ") && text.ends_with("@RSYNCD: OK\n"), "{text:?}");
+    let (text, _) = run("127.0.0.1", b"PROXY TCP4 10.9.9.9 127.0.0.1 40000 873\r\n");
+    assert!(text.ends_with("@ERROR: access denied to only from UNKNOWN (10.9.9.9)\n"), "{text:?}");
+    let (text, code) = run("10.0.0.5", header);
+    assert_eq!(text, "", "untrusted peer gets no greeting");
+    assert_eq!(code, Some(255));
+    let (text, code) = run("127.0.0.1", b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(text, "", "bad header gets no greeting");
+    assert_eq!(code, Some(255));
+}
