@@ -349,6 +349,10 @@ pub struct FlatBuilder<'a> {
     memo: BuildMemo<'a>,
 }
 
+/// What checking an argument directory gave: the real directory it resolved
+/// to, or the error text.
+type DirCheck = Result<Vec<u8>, &'static str>;
+
 /// Lookups one [`BuildCtx::build`] reuses from one argument to the next
 /// (consecutive `--files-from` names mostly share their directory).
 #[derive(Default)]
@@ -358,7 +362,7 @@ struct BuildMemo<'a> {
     parent: Option<(Vec<u8>, Option<EntryRef<'a>>)>,
     /// The last argument directory checked as `change_dir()` does, and the
     /// real directory it resolved to or the error it gave.
-    dir_check: Option<(Vec<u8>, Result<Vec<u8>, &'static str>)>,
+    dir_check: Option<(Vec<u8>, DirCheck)>,
     /// Transfer-root directory -> index in `FileList::roots`.
     roots: std::collections::HashMap<Vec<u8>, u32>,
     /// The last entry of `roots` used.

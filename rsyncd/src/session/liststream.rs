@@ -335,6 +335,9 @@ pub struct ListStream<'c, 'a> {
     end_ndx: i32,
 }
 
+/// Reads the next `--files-from` name (`None` after the last).
+pub type NextArg<'f> = dyn FnMut(&mut Session) -> Result<Option<Vec<u8>>, SessionError> + 'f;
+
 impl<'c, 'a> ListStream<'c, 'a> {
     /// Stream incremental-recursion lists from `builder`; record them for
     /// the cache when `record_limit > 0`.
@@ -359,7 +362,7 @@ impl<'c, 'a> ListStream<'c, 'a> {
         ctx: &'c super::flist::BuildCtx<'a>,
         enc_ctx: &EncodeCtx<'_>,
         mut enc: FlistEncoder,
-        next_arg: &mut dyn FnMut(&mut Session) -> Result<Option<Vec<u8>>, SessionError>,
+        next_arg: &mut NextArg<'_>,
     ) -> Result<Self, SessionError> {
         let mut fb = super::flist::FlatBuilder::default();
         let mut body = Vec::with_capacity(CHUNK);

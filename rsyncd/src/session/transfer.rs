@@ -702,7 +702,7 @@ fn recv_or(
             Err(SessionError::Input(InputError::ClientErrorExit(code)))
         }
         Ok(Event::Failed(InputError::Protocol(m))) => {
-            let text = format!("{m}");
+            let text = m.to_string();
             fatal(s, Rerr::Protocol, &text).map(|_| Event::Done)
         }
         Ok(Event::Failed(e)) => Err(e.into()),
