@@ -250,12 +250,20 @@ impl<'a> Reader<'a> {
 
     /// `varint30`.
     pub fn varint30(&mut self, protocol: u8) -> DecodeResult<i32> {
-        if protocol >= 30 { self.varint() } else { self.i32() }
+        if protocol >= 30 {
+            self.varint()
+        } else {
+            self.i32()
+        }
     }
 
     /// `varlong30`.
     pub fn varlong30(&mut self, min_bytes: usize, protocol: u8) -> DecodeResult<i64> {
-        if protocol >= 30 { self.varlong(min_bytes) } else { self.longint() }
+        if protocol >= 30 {
+            self.varlong(min_bytes)
+        } else {
+            self.longint()
+        }
     }
 
     /// `io.c: read_vstring()` with a caller-supplied cap (stock uses about 4 KiB).
@@ -263,13 +271,17 @@ impl<'a> Reader<'a> {
         let first = self.u8()? as usize;
         let len = if first & 0x80 != 0 { ((first & 0x7F) << 8) | self.u8()? as usize } else { first };
         if len > max_len {
-            return Err(DecodeError::invalid(
-                "vstring",
-                format!("over-long vstring received ({len} > {max_len})"),
-            ));
+            return Err(DecodeError::invalid("vstring", format!("over-long vstring received ({len} > {max_len})")));
         }
         self.bytes(len)
     }
+}
+
+/// Look a negotiation name up in `table` (name, value), ASCII
+/// case-insensitively, as rsync's `parse_csum_name()` /
+/// `parse_compress_choice()` compare names.
+pub fn lookup_name<T: Copy>(name: &[u8], table: &[(&str, T)]) -> Option<T> {
+    table.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map(|&(_, v)| v)
 }
 
 #[cfg(test)]
@@ -317,7 +329,9 @@ mod tests {
 
     #[test]
     fn varint_roundtrip_edges() {
-        for v in [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x3FFF, 0x4000, 0x1F_FFFF, 0x20_0000, 0x0FFF_FFFF, 0x1000_0000, i32::MAX, -1, i32::MIN, -102] {
+        for v in
+            [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x3FFF, 0x4000, 0x1F_FFFF, 0x20_0000, 0x0FFF_FFFF, 0x1000_0000, i32::MAX, -1, i32::MIN, -102]
+        {
             let b = varint_bytes(v);
             let mut r = Reader::new(&b);
             assert_eq!(r.varint().unwrap(), v, "value {v:#x} bytes {b:02x?}");
@@ -328,7 +342,22 @@ mod tests {
     #[test]
     fn varlong_roundtrip_edges() {
         for m in [3usize, 4] {
-            for v in [0i64, 1, 0xFF, 0xFFFF, 0xFF_FFFF, 0x100_0000, 0xFFFF_FFFF, 0x1_0000_0000, 4_400_000_000, i64::MAX, -1, -2_000_000_000, i64::MIN, 253402300799] {
+            for v in [
+                0i64,
+                1,
+                0xFF,
+                0xFFFF,
+                0xFF_FFFF,
+                0x100_0000,
+                0xFFFF_FFFF,
+                0x1_0000_0000,
+                4_400_000_000,
+                i64::MAX,
+                -1,
+                -2_000_000_000,
+                i64::MIN,
+                253402300799,
+            ] {
                 let b = varlong_bytes(v, m);
                 let mut r = Reader::new(&b);
                 assert_eq!(r.varlong(m).unwrap(), v, "value {v:#x} min {m} bytes {b:02x?}");
@@ -367,11 +396,4 @@ mod tests {
         assert_eq!(Reader::new(&o).vstring(4095).unwrap(), &long[..]);
         assert!(matches!(Reader::new(&o).vstring(100), Err(DecodeError::Invalid { .. })));
     }
-}
-
-/// Look a negotiation name up in `table` (name, value), ASCII
-/// case-insensitively, as rsync's `parse_csum_name()` /
-/// `parse_compress_choice()` compare names.
-pub fn lookup_name<T: Copy>(name: &[u8], table: &[(&str, T)]) -> Option<T> {
-    table.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name)).map(|&(_, v)| v)
 }
