@@ -602,6 +602,17 @@ fn handle(mut s: TcpStream, source: &StateSource) {
     };
     let _ = s.write_all(&reply);
     let _ = s.shutdown(std::net::Shutdown::Write);
+    // Read (and drop) what the client still sends, briefly and bounded, so
+    // that closing with unread input does not reset the connection before
+    // the client has read the answer.
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut left: usize = 64 * 1024;
+    while left > 0 {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
 }
 
 /// Binds the metrics endpoint on `addr` and serves it on threads of its

@@ -177,8 +177,9 @@ pub type OnReload = Box<dyn Fn(&Arc<ServerState>) + Send>;
 pub struct Reloader {
     /// Where new connections find the state.
     pub shared: Arc<SharedState>,
-    /// The configuration file.
-    pub config_path: PathBuf,
+    /// The configuration file (`None`: a directory given on the command
+    /// line is served, there is nothing to read again).
+    pub config_path: Option<PathBuf>,
     /// `--state-dir`.
     pub state_dir: PathBuf,
     /// Session settings (from the command line; unchanged by a reload).
@@ -225,7 +226,10 @@ impl Reloader {
     /// be served, switches new connections to it. On error nothing changes.
     /// Returns the number of modules now served.
     pub fn reload(&mut self) -> Result<usize, String> {
-        let cfg = crate::config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let Some(path) = &self.config_path else {
+            return Err("no configuration file to reload (serving a directory given on the command line)".into());
+        };
+        let cfg = crate::config::load(path).map_err(|e| e.to_string())?;
         for w in &cfg.warnings {
             tracing::warn!("{}", w.message);
         }
@@ -293,7 +297,10 @@ pub fn spawn_sighup_handler(sig: HangupSignal, mut reloader: Reloader) -> std::i
         if unsafe { libc::sigwait(&sig.0, &mut n) } != 0 {
             continue;
         }
-        tracing::info!("SIGHUP: reloading {}", reloader.config_path.display());
+        match &reloader.config_path {
+            Some(p) => tracing::info!("SIGHUP: reloading {}", p.display()),
+            None => tracing::info!("SIGHUP"),
+        }
         crate::systemd::notify_or_log(&format!("RELOADING=1\nMONOTONIC_USEC={}", crate::systemd::monotonic_usec()));
         let status = match reloader.reload() {
             Ok(n) => {
