@@ -21,7 +21,10 @@ impl Daemon {
     /// Starts `rsyncd ROOT` (module `mod`) with `state` as its state dir.
     pub fn start(root: &Path, state: &Path, extra: &[&str]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.arg(root).args(["--port=0", "--address=127.0.0.1"]).arg(format!("--state-dir={}", state.display())).args(extra);
+        cmd.arg(root)
+            .args(["--port=0", "--address=127.0.0.1"])
+            .arg(format!("--state-dir={}", state.display()))
+            .args(extra);
         Daemon::start_cmd(cmd)
     }
 
@@ -40,8 +43,13 @@ impl Daemon {
     /// with its log captured, once it reports its first listener.
     pub fn start_cmd(mut cmd: Command) -> Daemon {
         let t0 = Instant::now();
-        let mut child =
-            cmd.env("RSYNCD_LOG", "info").env("NO_COLOR", "1").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn rsyncd");
+        let mut child = cmd
+            .env("RSYNCD_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn rsyncd");
         let log = Arc::new(Mutex::new(String::new()));
         let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
         let port = loop {
@@ -61,7 +69,12 @@ impl Daemon {
                 l2.lock().unwrap().push_str(&format!("{l}\n"));
             }
         });
-        Daemon { child, port, log, started }
+        Daemon {
+            child,
+            port,
+            log,
+            started,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -98,7 +111,11 @@ impl Daemon {
         if log.contains("fanotify watcher active") {
             Ok(())
         } else {
-            Err(log.lines().find(|l| l.contains("fanotify")).unwrap_or("no watcher line").to_string())
+            Err(log
+                .lines()
+                .find(|l| l.contains("fanotify"))
+                .unwrap_or("no watcher line")
+                .to_string())
         }
     }
 
@@ -116,7 +133,11 @@ impl Daemon {
             .args(path)
             .output()
             .expect("run rsyncd refresh");
-        assert!(out.status.success(), "refresh failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "refresh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -126,7 +147,11 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().expect("wait");
         if sig == libc::SIGTERM {
-            assert!(status.success(), "SIGTERM should end the daemon cleanly: {status:?}\n{}", self.log());
+            assert!(
+                status.success(),
+                "SIGTERM should end the daemon cleanly: {status:?}\n{}",
+                self.log()
+            );
         }
         // The reader thread may still be draining.
         std::thread::sleep(Duration::from_millis(50));
@@ -140,3 +165,4 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
