@@ -405,8 +405,8 @@ fn main() -> anyhow::Result<()> {
     if let Some(a) = cli.metrics_address.as_ref().or(cfg.global.metrics_address.as_ref()) {
         let addr = rsyncd::metrics::parse_address(a).map_err(|e| anyhow::anyhow!("{e}"))?;
         let sh = shared.clone();
-        let bound = rsyncd::metrics::spawn_server(addr, Arc::new(move || sh.load()))
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        let bound =
+            rsyncd::metrics::spawn_server(addr, Arc::new(move || sh.load())).with_context(|| format!("cannot serve metrics on {addr}"))?;
         eprintln!("rsyncd: metrics on http://{bound}/metrics");
     }
     let reloader = rsyncd::reload::Reloader {
