@@ -73,8 +73,9 @@ pub use error::{OpenError, ScanError, ScanIssue};
 pub use format::FORMAT_VERSION;
 pub use snapshot::Snapshot;
 pub use store::{
-    Background, Generation, OpenReport, OpenSource, RefreshKind, RefreshReport, SnapshotStore,
-    StoreError, StoreOptions, Stores, WatchStatus,
+    Background, Generation, OpenReport, OpenSource, PublishEvent, PublishObserver, RefreshKind,
+    RefreshReport, ScanProgress, SnapshotStore, StoreError, StoreOptions, Stores, Touched,
+    WatchStatus,
 };
 pub use view::{Children, EntryRef, WalkControl};
 

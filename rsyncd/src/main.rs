@@ -55,6 +55,10 @@ struct Cli {
     /// replay the cached bytes instead of encoding the list again.
     #[arg(long, value_name = "MIB", default_value_t = (rsyncd::module::DEFAULT_FLIST_CACHE_BYTES >> 20) as u64)]
     flist_cache_mb: u64,
+    /// Serve Prometheus metrics on ADDR (`host:port`, or a port on
+    /// 127.0.0.1); overrides the config's `metrics address`.
+    #[arg(long, value_name = "ADDR")]
+    metrics_address: Option<String>,
     /// More logging (repeat for debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -283,6 +287,9 @@ fn rsh_peer() -> Option<std::net::SocketAddr> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mode = mode_of(&cli)?;
+    // Sockets passed by systemd (socket activation): taken before any
+    // thread starts, as taking them clears the LISTEN_* variables.
+    let activated = if mode == Mode::Listen && cli.command.is_none() { rsyncd::systemd::take_listen_fds()? } else { Vec::new() };
     let level = match cli.verbose {
         // A one-shot session shares stderr with the client's terminal (ssh,
         // RSYNC_CONNECT_PROG): only warnings by default.
@@ -354,6 +361,16 @@ fn main() -> anyhow::Result<()> {
         // What start-up would check beyond the syntax: identities, ACLs.
         let daemon = rsyncd::access::identity::process_identity();
         let mut bad = 0;
+        if let Err(e) = rsyncd::triggers::specs(&cfg) {
+            eprintln!("{e}");
+            bad += 1;
+        }
+        if let Some(a) = cli.metrics_address.as_ref().or(cfg.global.metrics_address.as_ref()) {
+            if let Err(e) = rsyncd::metrics::parse_address(a) {
+                eprintln!("{e}");
+                bad += 1;
+            }
+        }
         for m in &cfg.modules {
             if !m.path.is_dir() {
                 eprintln!("module {}: path {} is not a directory", m.name, m.path.display());
@@ -385,6 +402,9 @@ fn main() -> anyhow::Result<()> {
         None => IpAddr::from([0, 0, 0, 0]),
     };
     let shutdown = Arc::new(Mutex::new(None));
+    // SIGHUP reloads the configuration (see rsyncd::reload); blocked here,
+    // before any thread starts, and waited for once serving.
+    let hangup = rsyncd::reload::block_sighup()?;
     handle_termination(shutdown.clone())?;
     // Stock writes the pid file of a listening daemon right after reading its
     // configuration, and removes it when it exits (clientserver.c
@@ -410,14 +430,45 @@ fn main() -> anyhow::Result<()> {
     };
     let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, settings, port, !cli.no_watch)?);
     *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.clone(), state_dir.clone()));
-    // Watchers and maintenance run for the life of the process.
-    let _background = rsyncd::server::start_background(&state);
+    // Watchers, maintenance and change triggers run for the life of the
+    // process; a reload updates them.
+    let triggers = rsyncd::triggers::Triggers::start(&cfg, rsyncd::triggers::BACKOFF_BASE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let backgrounds = rsyncd::server::start_background_set(&state, Some(triggers.clone()));
+    let shared = rsyncd::reload::SharedState::new(state.clone());
     match rsyncd::control::bind(&state_dir) {
-        Ok(l) => rsyncd::control::spawn_server(l, Arc::new(state.stores.clone()))?,
+        Ok(l) => {
+            let sh = shared.clone();
+            rsyncd::control::spawn_server_with(l, Arc::new(move || Arc::new(sh.load().stores.clone())))?
+        }
         Err(e) => tracing::warn!("control socket in {}: {e}; `rsyncd refresh` will not work", state_dir.display()),
     }
     let net = rsyncd::server::NetSettings::from_global(&cfg.global)?;
-    let listeners = rsyncd::server::bind_all(&state, ip, &net)?;
+    let listeners = bind_or_take(&state, ip, &net, activated)?;
+    rsyncd::metrics::set_listener_ports(listeners.iter().map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0)).collect());
+    if let Some(a) = cli.metrics_address.as_ref().or(cfg.global.metrics_address.as_ref()) {
+        let addr = rsyncd::metrics::parse_address(a).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let sh = shared.clone();
+        let bound =
+            rsyncd::metrics::spawn_server(addr, Arc::new(move || sh.load())).with_context(|| format!("cannot serve metrics on {addr}"))?;
+        eprintln!("rsyncd: metrics on http://{bound}/metrics");
+    }
+    let reloader = rsyncd::reload::Reloader {
+        shared: shared.clone(),
+        config_path: if embedded.is_some() { None } else { Some(cli.config.clone().unwrap_or_else(|| PathBuf::from("/etc/rsyncd.conf"))) },
+        state_dir: state_dir.clone(),
+        settings: state.settings.clone(),
+        cli_port: cli.port,
+        default_port,
+        watch: !cli.no_watch,
+        backgrounds,
+        triggers: Some(triggers),
+        global: cfg.global.clone(),
+        on_reload: Some({
+            let (slot, dir) = (shutdown.clone(), state_dir.clone());
+            Box::new(move |st| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((st.clone(), dir.clone())))
+        }),
+    };
+    rsyncd::reload::spawn_sighup_handler(hangup, reloader)?;
     for (l, spec) in listeners.iter().zip(&state.listeners) {
         let local = l.local_addr()?;
         let names: Vec<&str> =
@@ -436,6 +487,49 @@ fn main() -> anyhow::Result<()> {
         let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
         eprintln!("rsyncd: try: rsync -av rsync://{host}:{}/{name}/ /tmp/{name}-copy/", local.port());
     }
-    rsyncd::server::serve_all(listeners, state, net)?;
+    rsyncd::systemd::notify_or_log(&format!(
+        "READY=1\nSTATUS=serving {} module(s) on {} listener(s)",
+        state.modules.len(),
+        listeners.len()
+    ));
+    drop(state);
+    rsyncd::server::serve_all_shared(listeners, shared, net)?;
     Ok(())
+}
+
+/// The listeners of `state`: the sockets systemd passed (socket activation,
+/// matched by port, see [`rsyncd::systemd::assign`]) and, for the others,
+/// sockets bound on `ip` as without activation.
+fn bind_or_take(
+    state: &rsyncd::module::ServerState,
+    ip: IpAddr,
+    net: &rsyncd::server::NetSettings,
+    activated: Vec<rsyncd::systemd::PassedSocket>,
+) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    if activated.is_empty() {
+        return Ok(rsyncd::server::bind_all(state, ip, net)?);
+    }
+    let ports: Vec<u16> = state.listeners.iter().map(|l| l.port).collect();
+    let (slots, unused) = rsyncd::systemd::assign(&ports, activated);
+    for u in unused {
+        tracing::warn!(address = ?u.listener.local_addr().ok(), name = ?u.name, "socket from systemd matches no listener port; closed");
+    }
+    let mut out = Vec::with_capacity(slots.len());
+    for (slot, port) in slots.into_iter().zip(ports) {
+        match slot {
+            Some(l) => {
+                for (name, e) in rsyncd::server::apply_socket_options(&l, &net.socket_options) {
+                    tracing::warn!("failed to set socket option {}: {e}", name.name());
+                }
+                tracing::info!(address = ?l.local_addr().ok(), "listening socket from systemd");
+                out.push(l);
+            }
+            None => {
+                let addr = std::net::SocketAddr::new(ip, port);
+                let l = rsyncd::server::bind_listener(addr, net).with_context(|| format!("cannot bind {addr}"))?;
+                out.push(l);
+            }
+        }
+    }
+    Ok(out)
 }

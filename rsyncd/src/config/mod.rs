@@ -137,6 +137,9 @@ pub struct Global {
     /// resolves the client's name at connect time when it is on, whatever
     /// the module says.
     pub reverse_lookup: bool,
+    /// `metrics address` (our extension): `host:port` of the Prometheus
+    /// metrics endpoint; `None`: no endpoint (see `crate::metrics`).
+    pub metrics_address: Option<String>,
     /// `max sessions` (our extension): sessions at once on each listener.
     pub max_sessions: usize,
     /// `max sessions per host` (our extension): sessions at once from one
@@ -390,6 +393,18 @@ pub struct Module {
     /// while the fanotify watcher works and 300 s when it does not; `Some(0)`:
     /// off.
     pub rescan_interval: Option<u32>,
+    /// `trigger quiet time` (our extension): seconds the tree must stay
+    /// unchanged after a change before the triggers fire (default 30).
+    pub trigger_quiet_time: u32,
+    /// `trigger exec` (our extension), as written: run with `/bin/sh -c`
+    /// when the tree changed (see `crate::triggers`).
+    pub trigger_exec: Option<String>,
+    /// `trigger url` (our extension): `http://` URL POSTed to when the
+    /// tree changed.
+    pub trigger_url: Option<String>,
+    /// `trigger retries` (our extension): further attempts after a failed
+    /// trigger (default 3).
+    pub trigger_retries: u32,
     /// Every parameter in effect for this module that was set somewhere
     /// (in the module or as a default), as written:
     /// (canonical name, raw unexpanded value, line).
@@ -1824,6 +1839,7 @@ impl<'o> Loader<'o> {
                 }
             },
         };
+        let metrics_address = opt_text(self, P::MetricsAddress);
         let max_sessions = count(self, P::MaxSessions, 1024);
         let max_sessions_per_host = count(self, P::MaxSessionsPerHost, 64);
         let reverse_lookup = !matches!(
@@ -1835,6 +1851,7 @@ impl<'o> Loader<'o> {
         );
         Global {
             reverse_lookup,
+            metrics_address,
             max_sessions,
             max_sessions_per_host,
             port,
@@ -2209,10 +2226,18 @@ impl<'o> Loader<'o> {
         };
 
         let rescan_interval = u32::try_from(self.module_int(sec, P::RescanInterval)).ok();
+        let trigger_quiet_time = u32::try_from(self.module_int(sec, P::TriggerQuietTime)).unwrap_or(0);
+        let trigger_exec = self.module_hook(sec, P::TriggerExec);
+        let trigger_url = self.module_text(sec, P::TriggerUrl, n);
+        let trigger_retries = u32::try_from(self.module_int(sec, P::TriggerRetries)).unwrap_or(0);
 
         let module = Module {
             daemon_port,
             rescan_interval,
+            trigger_quiet_time,
+            trigger_exec,
+            trigger_url,
+            trigger_retries,
             path: path.unwrap_or_default(),
             comment,
             read_only: self.module_bool(sec, P::ReadOnly),

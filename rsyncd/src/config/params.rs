@@ -83,6 +83,8 @@ pub(crate) enum P {
     MaxSessions,
     /// Our extension: sessions at once per client host per listener.
     MaxSessionsPerHost,
+    /// Our extension: `host:port` of the Prometheus metrics endpoint.
+    MetricsAddress,
     // Locals
     AuthDigest,
     AuthUsers,
@@ -132,6 +134,15 @@ pub(crate) enum P {
     NumericIds,
     OpenNoatime,
     UseChroot,
+    /// Our extension: seconds a changed tree must stay quiet before the
+    /// module's change trigger fires.
+    TriggerQuietTime,
+    /// Our extension: command run when the module's tree changed.
+    TriggerExec,
+    /// Our extension: URL POSTed to when the module's tree changed.
+    TriggerUrl,
+    /// Our extension: how often a failed trigger is retried.
+    TriggerRetries,
     /// Our extension: the port whose listener serves the module.
     DaemonPort,
     /// Our extension: seconds between background full rescans of the module's
@@ -278,6 +289,16 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Int,
         DefaultValue::Int(64),
+        Yes,
+    ),
+    // Our extension: serve Prometheus metrics on this address (unset: off).
+    // See docs/operations.md.
+    def(
+        P::MetricsAddress,
+        "metrics address",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
         Yes,
     ),
     def(
@@ -620,6 +641,39 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Bool3,
         DefaultValue::Bool3(None),
+        Yes,
+    ),
+    // Our extension: change triggers (see docs/operations.md, `crate::triggers`).
+    def(
+        P::TriggerQuietTime,
+        "trigger quiet time",
+        L,
+        Kind::Int,
+        DefaultValue::Int(30),
+        Yes,
+    ),
+    def(
+        P::TriggerExec,
+        "trigger exec",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::TriggerUrl,
+        "trigger url",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::TriggerRetries,
+        "trigger retries",
+        L,
+        Kind::Int,
+        DefaultValue::Int(3),
         Yes,
     ),
     // Our extension: serve the module only on the listener of this port

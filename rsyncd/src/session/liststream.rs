@@ -191,10 +191,12 @@ impl FlistCache {
                 *used = tick;
                 let e = e.clone();
                 g.hits += 1;
+                crate::metrics::flist_cache_lookup(true);
                 Some(e)
             }
             None => {
                 g.misses += 1;
+                crate::metrics::flist_cache_lookup(false);
                 None
             }
         }

@@ -20,12 +20,30 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `rsyncd ROOT` (module `mod`) with `state` as its state dir.
     pub fn start(root: &Path, state: &Path, extra: &[&str]) -> Daemon {
-        let t0 = Instant::now();
-        let mut child = Command::new(BIN)
-            .arg(root)
+        let mut cmd = Command::new(BIN);
+        cmd.arg(root)
             .args(["--port=0", "--address=127.0.0.1"])
             .arg(format!("--state-dir={}", state.display()))
-            .args(extra)
+            .args(extra);
+        Daemon::start_cmd(cmd)
+    }
+
+    /// Starts `rsyncd --config=CONFIG --port=0 --address=127.0.0.1` with
+    /// `state` as its state dir.
+    pub fn start_config(config: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(format!("--config={}", config.display()))
+            .args(["--port=0", "--address=127.0.0.1"])
+            .arg(format!("--state-dir={}", state.display()))
+            .args(extra);
+        Daemon::start_cmd(cmd)
+    }
+
+    /// Starts `cmd` (an rsyncd command line, or a wrapper that execs one)
+    /// with its log captured, once it reports its first listener.
+    pub fn start_cmd(mut cmd: Command) -> Daemon {
+        let t0 = Instant::now();
+        let mut child = cmd
             .env("RSYNCD_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(Stdio::piped())
@@ -63,6 +81,31 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (up to `limit`) until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log().contains(needle)
+    }
+
+    /// The port of the metrics endpoint, from the start-up line.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let log = self.log();
+        let line = log.lines().find_map(|l| l.strip_prefix("rsyncd: metrics on http://"))?;
+        line.trim_end_matches("/metrics").rsplit(':').next()?.parse().ok()
+    }
+
+    /// Sends `sig` to the daemon without waiting for it.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill() on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
     pub fn watching(&self) -> Result<(), String> {
         let log = self.log();
         if log.contains("fanotify watcher active") {
@@ -78,10 +121,15 @@ impl Daemon {
 
     /// `rsyncd refresh mod [path]` against this daemon.
     pub fn refresh(&self, state: &Path, path: Option<&str>) -> String {
+        self.refresh_module(state, "mod", path)
+    }
+
+    /// `rsyncd refresh MODULE [path]` against this daemon.
+    pub fn refresh_module(&self, state: &Path, module: &str, path: Option<&str>) -> String {
         let out = Command::new(BIN)
             .arg("refresh")
             .arg(format!("--state-dir={}", state.display()))
-            .arg("mod")
+            .arg(module)
             .args(path)
             .output()
             .expect("run rsyncd refresh");
