@@ -64,6 +64,7 @@ mod snapshot;
 mod store;
 mod update;
 mod view;
+mod virtual_file;
 mod watch;
 mod write;
 
@@ -77,6 +78,7 @@ pub use store::{
     StoreError, StoreOptions, Stores, WatchStatus,
 };
 pub use view::{Children, EntryRef, WalkControl};
+pub use virtual_file::{VirtualAttrs, VirtualFileError};
 
 /// Options of [`build_snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]
