@@ -158,6 +158,8 @@ fn module_runtime(
         listener,
         rules,
         opts: crate::session::modopts::ModuleOpts::for_module(m),
+        ffl: m.fullfiletimelist.clone().map(|n| crate::ffl::Ffl::new(n, m.fullfiletimelist_checksums.clone())),
+        sum_cache: m.checksum_cache.then(|| crate::sumcache::SumCache::shared(state_dir, store_name, m.checksum_cache_rate)),
     })
 }
 
@@ -238,6 +240,8 @@ pub const FALLBACK_RESCAN_INTERVAL: Duration = Duration::from_secs(300);
 /// and maintenance threads.
 pub struct ModuleBackground {
     _stores: Vec<Background>,
+    /// `checksum cache` fillers (one per cache).
+    _sums: Vec<crate::sumcache::Filler>,
 }
 
 /// Starts every module store's background work (fanotify watcher and
@@ -277,7 +281,26 @@ pub fn start_background(state: &ServerState) -> ModuleBackground {
             }
         }
     }
-    ModuleBackground { _stores: bgs }
+    ModuleBackground { _stores: bgs, _sums: start_sum_fillers(state) }
+}
+
+/// Starts one `checksum cache` filler per cache (modules sharing a store
+/// share its cache).
+fn start_sum_fillers(state: &ServerState) -> Vec<crate::sumcache::Filler> {
+    let mut started: Vec<&Arc<crate::sumcache::SumCache>> = Vec::new();
+    let mut out = Vec::new();
+    for m in &state.modules {
+        let (Some(cache), Some(store)) = (&m.sum_cache, m.store.if_open()) else { continue };
+        if started.iter().any(|c| Arc::ptr_eq(c, cache)) {
+            continue;
+        }
+        started.push(cache);
+        match cache.start(store.clone(), &m.path, &m.name) {
+            Ok(f) => out.push(f),
+            Err(e) => tracing::warn!(module = %m.name, "cannot start the checksum cache: {e}"),
+        }
+    }
+    out
 }
 
 /// The listener ports a configuration needs: the main port first, then each
