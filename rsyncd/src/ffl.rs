@@ -41,7 +41,9 @@
 //! would not serve is left out: entries its `uid`/`gid` identity cannot see
 //! (judged from the snapshot), entries the daemon's `exclude`/`filter` rules
 //! exclude, names containing a TAB or newline (they would corrupt the list),
-//! and the list itself.
+//! and the list itself. `[Checksums SHA1]` covers regular files only (a
+//! symlink named `repomd.xml` is listed, not checksummed: its target may be
+//! content the module does not serve).
 //!
 //! # Stability
 //!
@@ -541,7 +543,7 @@ pub fn build_list(
         // targets that are not group-readable are left out.
         let (followed_mode, sum_source) = if e.is_symlink() {
             match resolve(snap, &path, e.link_target()) {
-                Target::Inside(t, tpath) => (Some(t.mode()), t.is_file().then_some(tpath)),
+                Target::Inside(t, _) => (Some(t.mode()), None),
                 Target::Outside => (outside(&path), None),
                 Target::Missing => (None, None),
             }
@@ -598,4 +600,183 @@ pub fn build_list(
     }
     out.extend_from_slice(b"\n[End]\n");
     BuiltList { content: out, newest }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::path::Path;
+
+    fn ts(p: &Path) -> i64 {
+        let m = std::fs::symlink_metadata(p).unwrap();
+        let t = (m.mtime(), m.mtime_nsec()).max((m.ctime(), m.ctime_nsec()));
+        t.0
+    }
+
+    fn chmod(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// The tree of the brief: restricted directories and files, symlinks,
+    /// rsync's staging directory, NFS silly-renames.
+    fn tree(root: &Path) {
+        for d in ["priv/inner", "pub/repodata", "pub/.~tmp~", "closed"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for (f, body) in [
+            ("a", "a\n"),
+            ("g640", "g\n"),
+            ("p600", "p\n"),
+            (".nfs123", "n\n"),
+            ("tab\tname", "t\n"),
+            ("fullfiletimelist-m", "stale list\n"),
+            ("priv/secret", "s\n"),
+            ("priv/x640", "x\n"),
+            ("priv/inner/deep", "d\n"),
+            ("pub/repodata/repomd.xml", "<repomd/>\n"),
+            ("pub/.~tmp~/partial", "..."),
+            ("closed/c", "c\n"),
+        ] {
+            std::fs::write(root.join(f), body).unwrap();
+        }
+        symlink("a", root.join("link")).unwrap();
+        symlink("nowhere", root.join("dangling")).unwrap();
+        symlink("p600", root.join("tolocked")).unwrap();
+        symlink("repodata/repomd.xml", root.join("pub/repomd.xml")).unwrap();
+        chmod(&root.join("g640"), 0o640);
+        chmod(&root.join("p600"), 0o600);
+        chmod(&root.join("priv/x640"), 0o640);
+        chmod(&root.join("priv"), 0o750);
+        chmod(&root.join("closed"), 0o700);
+    }
+
+    fn build(root: &Path, identity: Option<&Identity>, filter: &FilterList) -> (String, Vec<String>) {
+        let snap_path = root.parent().unwrap().join("s.snap");
+        filelist_cache::build_snapshot(root, &snap_path, &filelist_cache::BuildOptions::default()).unwrap();
+        let snap = Snapshot::open(&snap_path).unwrap();
+        let names = vec![b"repomd.xml".to_vec()];
+        let p = ListParams { self_name: b"fullfiletimelist-m", checksum_names: &names, identity, daemon_filter: filter };
+        let mut read = Vec::new();
+        let built = build_list(&snap, &p, &|_| None, &mut |path, e| {
+            assert!(e.is_file());
+            read.push(String::from_utf8_lossy(path).into_owned());
+            Some(Sha1::digest(std::fs::read(root.join(OsStr::from_bytes(path))).unwrap()).into())
+        });
+        (String::from_utf8(built.content).unwrap(), read)
+    }
+
+    fn line(root: &Path, ty: &str, path: &str) -> String {
+        let p = root.join(path);
+        let size = std::fs::symlink_metadata(&p).unwrap().len();
+        format!("{}\t{ty}\t{size}\t{path}\n", ts(&p))
+    }
+
+    #[test]
+    fn content_follows_the_create_filelist_rules() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("m");
+        tree(&root);
+        let (got, read) = build(&root, None, &FilterList::default());
+        let sha = format!("{:x}", Sha1::digest(b"<repomd/>\n"));
+        let mut want = String::from("[Version]\n2\n\n[Files]\n");
+        for (ty, p) in [
+            ("f", "a"),
+            ("f-", "g640"),
+            ("l", "link"),
+            ("f*", "priv/secret"),
+            ("f-", "priv/x640"),
+            ("f*", "priv/inner/deep"),
+            ("d*", "priv/inner"),
+            ("d-", "priv"),
+            ("l", "pub/repomd.xml"),
+            ("f", "pub/repodata/repomd.xml"),
+            ("d", "pub/repodata"),
+            ("d", "pub"),
+        ] {
+            want.push_str(&line(&root, ty, p));
+        }
+        want.push_str(&format!("\n[Checksums SHA1]\n{sha}\tpub/repodata/repomd.xml\n\n[End]\n"));
+        assert_eq!(got, want);
+        assert_eq!(read, ["pub/repodata/repomd.xml"]);
+    }
+
+    #[test]
+    fn a_public_module_lists_no_restricted_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("m");
+        tree(&root);
+        let nobody = Identity { uid: 65534, gids: vec![65534] };
+        let (got, _) = build(&root, Some(&nobody), &FilterList::default());
+        let files: Vec<&str> = got.lines().filter(|l| l.contains('\t')).collect();
+        let paths: Vec<&str> = files.iter().map(|l| l.rsplit('\t').next().unwrap()).collect();
+        assert_eq!(paths, ["a", "link", "pub/repomd.xml", "pub/repodata/repomd.xml", "pub/repodata", "pub", "pub/repodata/repomd.xml"]);
+        for l in &files[..6] {
+            let ty = l.split('\t').nth(1).unwrap();
+            assert!(!ty.contains(['*', '-']), "restricted entry on a public module: {l}");
+        }
+        // The daemon's exclude rules apply too, to subtrees.
+        let rules = [b"/pub/repodata".to_vec()];
+        let filter = FilterList::from_daemon_config(&protocol::filter::DaemonFilterParams {
+            filter: &[],
+            include_from: None,
+            include: &[],
+            exclude_from: None,
+            exclude: &rules,
+        })
+        .unwrap();
+        let (got, read) = build(&root, Some(&nobody), &filter);
+        assert!(!got.contains("repodata"), "{got}");
+        assert!(read.is_empty());
+        assert!(got.ends_with("\n[Checksums SHA1]\n\n[End]\n"), "{got}");
+    }
+
+    #[test]
+    fn symlinks_resolve_within_the_snapshot() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("m");
+        std::fs::create_dir_all(root.join("x/y")).unwrap();
+        std::fs::write(root.join("x/y/f"), b"f").unwrap();
+        symlink("../x/y/f", root.join("x/up")).unwrap();
+        symlink("up", root.join("x/chain")).unwrap();
+        symlink("../../..", root.join("x/y/out")).unwrap();
+        symlink("/etc/hostname", root.join("abs")).unwrap();
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        symlink("x/y/f/g", root.join("notdir")).unwrap();
+        let snap_path = d.path().join("s.snap");
+        filelist_cache::build_snapshot(&root, &snap_path, &filelist_cache::BuildOptions::default()).unwrap();
+        let snap = Snapshot::open(&snap_path).unwrap();
+        let inside = |link: &[u8]| match resolve(&snap, link, snap.lookup(link).unwrap().link_target()) {
+            Target::Inside(_, p) => Some(String::from_utf8(p).unwrap()),
+            Target::Outside => Some("OUT".into()),
+            Target::Missing => None,
+        };
+        assert_eq!(inside(b"x/up").as_deref(), Some("x/y/f"));
+        assert_eq!(inside(b"x/chain").as_deref(), Some("x/y/f"));
+        assert_eq!(inside(b"x/y/out").as_deref(), Some("OUT"));
+        assert_eq!(inside(b"abs").as_deref(), Some("OUT"));
+        assert_eq!(inside(b"loop1"), None);
+        assert_eq!(inside(b"notdir"), None);
+        // Links leaving the module are judged by `outside`.
+        let names: Vec<Vec<u8>> = Vec::new();
+        let p = ListParams { self_name: b"-", checksum_names: &names, identity: None, daemon_filter: &FilterList::default() };
+        let asked = std::cell::RefCell::new(Vec::new());
+        let built = build_list(
+            &snap,
+            &p,
+            &|l| {
+                asked.borrow_mut().push(String::from_utf8_lossy(l).into_owned());
+                (l == b"abs").then_some(0o100644)
+            },
+            &mut |_, _| None,
+        );
+        let text = String::from_utf8(built.content).unwrap();
+        let mut asked = asked.into_inner();
+        asked.sort();
+        assert_eq!(asked, ["abs", "x/y/out"]);
+        let listed: Vec<&str> = text.lines().filter(|l| l.contains('\t')).map(|l| l.rsplit('\t').next().unwrap()).collect();
+        assert_eq!(listed, ["abs", "x/chain", "x/up", "x/y/f", "x/y", "x"]);
+        assert!(built.newest > 0);
+    }
 }
