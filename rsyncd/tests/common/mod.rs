@@ -20,9 +20,19 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `rsyncd ROOT` (module `mod`) with `state` as its state dir.
     pub fn start(root: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        Self::start_with(root.as_os_str(), state, extra)
+    }
+
+    /// Starts `rsyncd --config=CONF` with `state` as its state dir.
+    pub fn start_config(conf: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        let arg = format!("--config={}", conf.display());
+        Self::start_with(std::ffi::OsStr::new(&arg), state, extra)
+    }
+
+    fn start_with(first: &std::ffi::OsStr, state: &Path, extra: &[&str]) -> Daemon {
         let t0 = Instant::now();
         let mut child = Command::new(BIN)
-            .arg(root)
+            .arg(first)
             .args(["--port=0", "--address=127.0.0.1"])
             .arg(format!("--state-dir={}", state.display()))
             .args(extra)
@@ -51,12 +61,7 @@ impl Daemon {
                 l2.lock().unwrap().push_str(&format!("{l}\n"));
             }
         });
-        Daemon {
-            child,
-            port,
-            log,
-            started,
-        }
+        Daemon { child, port, log, started }
     }
 
     pub fn log(&self) -> String {
@@ -68,11 +73,7 @@ impl Daemon {
         if log.contains("fanotify watcher active") {
             Ok(())
         } else {
-            Err(log
-                .lines()
-                .find(|l| l.contains("fanotify"))
-                .unwrap_or("no watcher line")
-                .to_string())
+            Err(log.lines().find(|l| l.contains("fanotify")).unwrap_or("no watcher line").to_string())
         }
     }
 
@@ -85,11 +86,7 @@ impl Daemon {
             .args(path)
             .output()
             .expect("run rsyncd refresh");
-        assert!(
-            out.status.success(),
-            "refresh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "refresh failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -99,11 +96,7 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().expect("wait");
         if sig == libc::SIGTERM {
-            assert!(
-                status.success(),
-                "SIGTERM should end the daemon cleanly: {status:?}\n{}",
-                self.log()
-            );
+            assert!(status.success(), "SIGTERM should end the daemon cleanly: {status:?}\n{}", self.log());
         }
         // The reader thread may still be draining.
         std::thread::sleep(Duration::from_millis(50));
@@ -117,4 +110,3 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
-
