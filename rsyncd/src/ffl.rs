@@ -255,7 +255,7 @@ impl Ffl {
                     generation = gen.number(),
                     bytes = s.file.content.len(),
                     mtime = s.mtime,
-                    changed = prev.as_ref().map_or(true, |p| p.digest != s.digest),
+                    changed = !matches!(&prev, Some(p) if p.digest == s.digest),
                     elapsed_ms = t0.elapsed().as_millis() as u64,
                     "fullfiletimelist built"
                 );
@@ -477,23 +477,27 @@ fn resolve<'a>(snap: &'a Snapshot, link_path: &[u8], target: &[u8]) -> Target<'a
     Target::Inside(stack.last().copied().unwrap_or_else(|| snap.root()))
 }
 
+/// `sha1(path, entry)`: the SHA1 of a regular file of the snapshot.
+pub type Sha1Of<'a> = dyn FnMut(&[u8], EntryRef<'_>) -> Option<[u8; 20]> + 'a;
+
 /// Builds the list of `snap` (see the module documentation for the rules).
 /// `outside(link_path)` is the followed mode of a symlink that leaves the
 /// module (`None`: it cannot be stat()ed); `sha1(path, entry)` is the SHA1 of
 /// the regular file `entry` at module path `path` (`None`: no checksum line).
-pub fn build_list(
-    snap: &Snapshot,
-    p: &ListParams<'_>,
-    outside: &dyn Fn(&[u8]) -> Option<u32>,
-    sha1: &mut dyn FnMut(&[u8], EntryRef<'_>) -> Option<[u8; 20]>,
-) -> BuiltList {
+pub fn build_list(snap: &Snapshot, p: &ListParams<'_>, outside: &dyn Fn(&[u8]) -> Option<u32>, sha1: &mut Sha1Of<'_>) -> BuiltList {
     let mut out = Vec::with_capacity(64 * snap.len().min(1 << 20));
     out.extend_from_slice(format!("[Version]\n{LIST_VERSION}\n\n[Files]\n").as_bytes());
     let mut newest = i64::MIN;
     let mut sums: Vec<(Vec<u8>, Vec<u8>)> = Vec::new(); // (listed path, path of the file read)
     let root = snap.root();
-    let may_enter = |e: &EntryRef<'_>| p.identity.map_or(true, |id| id.may_enter(&meta(e)));
-    let may_see = |e: &EntryRef<'_>| p.identity.map_or(true, |id| id.may_see(&meta(e)));
+    let may_enter = |e: &EntryRef<'_>| match p.identity {
+        Some(id) => id.may_enter(&meta(e)),
+        None => true,
+    };
+    let may_see = |e: &EntryRef<'_>| match p.identity {
+        Some(id) => id.may_see(&meta(e)),
+        None => true,
+    };
     if !may_enter(&root) {
         out.extend_from_slice(b"\n[Checksums SHA1]\n\n[End]\n");
         return BuiltList { content: out, newest };

@@ -270,7 +270,7 @@ impl SumCache {
         let mut last_persist = Instant::now();
         while !stop.load(Ordering::Acquire) {
             let gen = store.current();
-            let due = last_walk.map_or(true, |t| t.elapsed() >= REWALK_MIN);
+            let due = !matches!(last_walk, Some(t) if t.elapsed() < REWALK_MIN);
             if last_gen == Some(gen.number()) || !due {
                 std::thread::sleep(POLL);
                 continue;
@@ -336,7 +336,7 @@ impl SumCache {
                 if e.is_file() {
                     let key = (e.dev(), e.ino());
                     let stamp = Stamp::of_entry(&e);
-                    if seen.insert(key) && m.get(&key).map_or(true, |r| r.stamp != stamp) {
+                    if seen.insert(key) && !matches!(m.get(&key), Some(r) if r.stamp == stamp) {
                         todo.push((path.to_vec(), key.0, key.1, stamp));
                     }
                 }
@@ -519,7 +519,7 @@ fn decode(b: &[u8]) -> Result<Map, &'static str> {
     }
     let count = u64::from_le_bytes(le(b, 16));
     let body = b.len() - HEAD_LEN - 8;
-    if body % REC_LEN != 0 || (body / REC_LEN) as u64 != count {
+    if usize::try_from(count).ok().and_then(|c| c.checked_mul(REC_LEN)) != Some(body) {
         return Err("length does not match the record count");
     }
     let (data, tail) = b.split_at(b.len() - 8);
