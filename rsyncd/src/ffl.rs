@@ -477,6 +477,17 @@ fn resolve<'a>(snap: &'a Snapshot, link_path: &[u8], target: &[u8]) -> Target<'a
     Target::Inside(stack.last().copied().unwrap_or_else(|| snap.root()))
 }
 
+/// Appends `<ts>\t<ty>\t<size>\t<path>\n`.
+fn put_line(out: &mut Vec<u8>, ts: i64, ty: &[u8], size: u64, path: &[u8]) {
+    use std::io::Write;
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{ts}\t");
+    out.extend_from_slice(ty);
+    let _ = write!(out, "\t{size}\t");
+    out.extend_from_slice(path);
+    out.push(b'\n');
+}
+
 /// `sha1(path, entry)`: the SHA1 of a regular file of the snapshot.
 pub type Sha1Of<'a> = dyn FnMut(&[u8], EntryRef<'_>) -> Option<[u8; 20]> + 'a;
 
@@ -488,7 +499,7 @@ pub fn build_list(snap: &Snapshot, p: &ListParams<'_>, outside: &dyn Fn(&[u8]) -
     let mut out = Vec::with_capacity(64 * snap.len().min(1 << 20));
     out.extend_from_slice(format!("[Version]\n{LIST_VERSION}\n\n[Files]\n").as_bytes());
     let mut newest = i64::MIN;
-    let mut sums: Vec<(Vec<u8>, Vec<u8>)> = Vec::new(); // (listed path, path of the file read)
+    let mut sums: Vec<Vec<u8>> = Vec::new();
     let root = snap.root();
     let may_enter = |e: &EntryRef<'_>| match p.identity {
         Some(id) => id.may_enter(&meta(e)),
@@ -543,14 +554,14 @@ pub fn build_list(snap: &Snapshot, p: &ListParams<'_>, outside: &dyn Fn(&[u8]) -
         }
         // create-filelist stat()s with symlinks followed: dangling links and
         // targets that are not group-readable are left out.
-        let (followed_mode, sum_source) = if e.is_symlink() {
+        let followed_mode = if e.is_symlink() {
             match resolve(snap, &path, e.link_target()) {
-                Target::Inside(t) => (Some(t.mode()), None),
-                Target::Outside => (outside(&path), None),
-                Target::Missing => (None, None),
+                Target::Inside(t) => Some(t.mode()),
+                Target::Outside => outside(&path),
+                Target::Missing => None,
             }
         } else {
-            (Some(e.mode()), e.is_file().then(|| path.clone()))
+            Some(e.mode())
         };
         let Some(mode) = followed_mode else { continue };
         if mode & 0o040 == 0 {
@@ -571,15 +582,9 @@ pub fn build_list(snap: &Snapshot, p: &ListParams<'_>, outside: &dyn Fn(&[u8]) -
         let ts = timestamp(&e);
         newest = newest.max(ts);
         itoa.clear();
-        itoa.extend_from_slice(format!("{ts}\t").as_bytes());
-        itoa.extend_from_slice(ty);
-        itoa.extend_from_slice(format!("\t{}\t", e.size()).as_bytes());
-        itoa.extend_from_slice(&path);
-        itoa.push(b'\n');
-        if p.checksum_names.iter().any(|n| n.as_slice() == name) {
-            if let Some(src) = sum_source {
-                sums.push((path.clone(), src));
-            }
+        put_line(&mut itoa, ts, ty, e.size(), &path);
+        if e.is_file() && p.checksum_names.iter().any(|n| n.as_slice() == name) {
+            sums.push(path.clone());
         }
         if is_dir && may_enter(&e) {
             let len = path.len();
@@ -590,14 +595,14 @@ pub fn build_list(snap: &Snapshot, p: &ListParams<'_>, outside: &dyn Fn(&[u8]) -
     }
     out.extend_from_slice(b"\n[Checksums SHA1]\n");
     sums.sort();
-    for (listed, src) in &sums {
-        let Some(e) = snap.lookup(src) else { continue };
-        let Some(d) = sha1(src, e) else { continue };
+    for path in &sums {
+        let Some(e) = snap.lookup(path) else { continue };
+        let Some(d) = sha1(path, e) else { continue };
         for b in d {
             out.extend_from_slice(format!("{b:02x}").as_bytes());
         }
         out.push(b'\t');
-        out.extend_from_slice(listed);
+        out.extend_from_slice(path);
         out.push(b'\n');
     }
     out.extend_from_slice(b"\n[End]\n");
