@@ -74,7 +74,7 @@ fn table_is_in_enum_order_and_labels_are_unique() {
         assert_eq!(d.id as usize, i, "{} out of order", d.label);
         assert_eq!(params::lookup(d.label.as_bytes()), Some(d.id));
     }
-    assert_eq!(TABLE.len(), P::RescanInterval as usize + 1);
+    assert_eq!(TABLE.len(), P::ChecksumCacheRate as usize + 1);
 }
 
 #[test]
