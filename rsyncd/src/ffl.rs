@@ -94,6 +94,9 @@ pub struct Served {
     file: VirtualFile,
     digest: [u8; 20],
     mtime: i64,
+    /// Checksummed files read for this build (the others came from the
+    /// SHA1 cache).
+    sha1_reads: usize,
 }
 
 impl Served {
@@ -254,6 +257,7 @@ impl Ffl {
                     module = %module.name,
                     generation = gen.number(),
                     bytes = s.file.content.len(),
+                    sha1_reads = s.sha1_reads,
                     mtime = s.mtime,
                     changed = !matches!(&prev, Some(p) if p.digest == s.digest),
                     elapsed_ms = t0.elapsed().as_millis() as u64,
@@ -287,6 +291,7 @@ impl Ffl {
         let params =
             ListParams { self_name: &self.name, checksum_names: &self.checksum_names, identity, daemon_filter: &module.daemon_filter };
         let mut used = HashMap::new();
+        let mut sha1_reads = 0;
         let outside =
             |link_path: &[u8]| -> Option<u32> { std::fs::metadata(module.path.join(OsStr::from_bytes(link_path))).ok().map(|m| m.mode()) };
         let mut sha1_of = |path: &[u8], e: EntryRef<'_>| -> Option<[u8; 20]> {
@@ -295,6 +300,7 @@ impl Ffl {
                 used.insert(key, *d);
                 return Some(*d);
             }
+            sha1_reads += 1;
             let (d, read_key) = sha1_file(module, path)?;
             if read_key == key {
                 used.insert(key, d);
@@ -325,7 +331,7 @@ impl Ffl {
         let (view, index) = snap
             .with_virtual_file(&self.name, &attrs)
             .map_err(|e| format!("cannot add {:?} at the top of the module: {e}", String::from_utf8_lossy(&self.name)))?;
-        Ok(Served { gen: gen.clone(), view, file: VirtualFile { index, content }, digest, mtime })
+        Ok(Served { gen: gen.clone(), view, file: VirtualFile { index, content }, digest, mtime, sha1_reads })
     }
 }
 

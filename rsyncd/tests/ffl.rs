@@ -127,12 +127,22 @@ fn the_list_is_served_stable_and_tells_whether_anything_changed() {
     // quick-fedora-mirror skips the public module.
     std::thread::sleep(std::time::Duration::from_millis(1100));
     std::fs::write(root.join("priv/prerelease2.iso"), "iso2\n").unwrap();
-    let r = refresh(&state, "tier1");
-    assert!(!r.contains("unchanged"), "{r}");
+    // (The two modules have stores of their own: both publish a new
+    // generation.)
+    for m in ["tier1", "pub"] {
+        let r = refresh(&state, m);
+        assert!(r.contains("generation") && !r.contains("unchanged"), "{m}: {r}");
+    }
     let out = rsync(&["-a", "--itemize-changes"], url("pub", "fullfiletimelist-pub"), &lists);
     assert!(out.trim().is_empty(), "an unchanged list was transferred: {out}");
     assert_eq!(fetched(&lists, "fullfiletimelist-pub").0, pub_sum);
     assert_eq!(fetched(&lists, "fullfiletimelist-pub").1, pub_mtime);
+    let log = d.log();
+    let pub_builds: Vec<&str> = log.lines().filter(|l| l.contains("fullfiletimelist built") && l.contains("module=pub")).collect();
+    assert_eq!(pub_builds.len(), 2, "{log}");
+    assert!(pub_builds[1].contains("changed=false"), "{log}");
+    // repomd.xml was read for the first build only.
+    assert!(pub_builds[0].contains("sha1_reads=1") && pub_builds[1].contains("sha1_reads=0"), "{log}");
     rsync(&["-a", "-c"], url("tier1", "fullfiletimelist-tier1"), &lists);
     let (t1_sum2, t1_mtime2, t1b) = fetched(&lists, "fullfiletimelist-tier1");
     assert_ne!(t1_sum2, t1_sum);
