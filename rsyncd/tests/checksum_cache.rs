@@ -232,9 +232,9 @@ fn a_warm_checksum_pull_reads_no_file_and_changes_are_still_seen() {
 fn a_cold_cache_falls_back_to_reading() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("tree/mod");
-    // 6 MiB at 1 MiB/s: the filler is still on the first file (the big one
+    // 16 MiB at 1 MiB/s: the filler is still on the first file (the big one
     // sorts first) while the pulls run.
-    tree(&root, 6 << 20);
+    tree(&root, 16 << 20);
     let root = root.canonicalize().unwrap();
     let copy = t.path().join("copy");
     // A copy whose files differ from the tree in content only.
