@@ -64,6 +64,7 @@ mod snapshot;
 mod store;
 mod update;
 mod view;
+mod virtual_file;
 mod watch;
 mod write;
 
@@ -78,6 +79,7 @@ pub use store::{
     WatchStatus,
 };
 pub use view::{Children, EntryRef, WalkControl};
+pub use virtual_file::{VirtualAttrs, VirtualFileError};
 
 /// Options of [`build_snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]

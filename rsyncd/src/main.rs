@@ -164,6 +164,11 @@ fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
                     Err(e) => tracing::warn!(module = %m.name, "persisting the snapshot failed: {e}"),
                 }
             }
+            for c in st.modules.iter().filter_map(|m| m.sum_cache.as_ref()) {
+                if let Err(e) = c.persist_if_dirty() {
+                    tracing::warn!("writing the checksum cache failed: {e}");
+                }
+            }
             let _ = std::fs::remove_file(dir.join(rsyncd::control::SOCKET_NAME));
         }
         std::process::exit(if sig == libc::SIGINT { 130 } else { 0 });

@@ -63,6 +63,8 @@ struct Running {
     /// The periodic rescan in force, and the handle that stops its thread
     /// when dropped.
     rescan: Option<(Duration, mpsc::Sender<()>)>,
+    /// The store's `checksum cache` filler, if a module wants one.
+    _sums: Option<crate::sumcache::Filler>,
 }
 
 /// The background work of every served store: fanotify watcher,
@@ -157,7 +159,13 @@ impl Backgrounds {
                 tracing::info!(module = %m.name, seconds = d.as_secs(), "periodic rescan");
                 spawn_rescan(store, &m.name, d).map(|tx| (d, tx))
             });
-            self.running.insert(key, Running { _store: store.clone(), _background: background, rescan });
+            // The first module on this store that keeps a checksum cache fills it.
+            let sums = state
+                .modules
+                .iter()
+                .filter(|o| o.store.if_open().is_some_and(|s| s.name() == store.name()))
+                .find_map(|o| crate::server::start_sum_filler(o, store));
+            self.running.insert(key, Running { _store: store.clone(), _background: background, rescan, _sums: sums });
         }
         self.running.retain(|k, _| keep.contains(k));
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use filelist_cache::{Background, OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
+use filelist_cache::{OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
 use protocol::error::DecodeError;
 use protocol::filter::{DaemonFilterParams, FilterList};
 
@@ -158,6 +158,8 @@ fn module_runtime(
         listener,
         rules,
         opts: crate::session::modopts::ModuleOpts::for_module(m),
+        ffl: m.fullfiletimelist.clone().map(|n| crate::ffl::Ffl::new(n, m.fullfiletimelist_checksums.clone())),
+        sum_cache: m.checksum_cache.then(|| crate::sumcache::SumCache::shared(state_dir, store_name, m.checksum_cache_rate)),
     })
 }
 
@@ -254,54 +256,22 @@ fn store_names(config: &Config) -> Vec<String> {
 /// available.
 pub const FALLBACK_RESCAN_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Background work of the served modules; dropping it stops the watchers
-/// and maintenance threads.
-pub struct ModuleBackground {
-    _stores: Vec<Background>,
+/// Starts module `m`'s `checksum cache` filler on `store`, when it has one
+/// (modules sharing a store share its cache and its one filler).
+pub(crate) fn start_sum_filler(m: &ModuleRuntime, store: &SnapshotStore) -> Option<crate::sumcache::Filler> {
+    let cache = m.sum_cache.as_ref()?;
+    match cache.start(store.clone(), &m.path, &m.name) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(module = %m.name, "cannot start the checksum cache: {e}");
+            None
+        }
+    }
 }
 
 /// Starts every module store's background work (fanotify watcher and
-/// maintenance) and, where wanted, a periodic full rescan: every
-/// `rescan interval` seconds, or [`FALLBACK_RESCAN_INTERVAL`] when unset and
-/// the watcher could not be set up.  Keep the handle alive while serving.
-pub fn start_background(state: &ServerState) -> ModuleBackground {
-    let mut bgs = Vec::new();
-    let mut started: Vec<SnapshotStore> = Vec::new();
-    for m in &state.modules {
-        let Some(store) = m.store.if_open() else { continue };
-        if started.iter().any(|s| s.name() == store.name()) {
-            continue;
-        }
-        started.push(store.clone());
-        bgs.push(store.start_background());
-        let watching = m.store.watching();
-        let interval = match m.rescan_interval {
-            Some(0) => None,
-            Some(n) => Some(Duration::from_secs(u64::from(n))),
-            None if watching => None,
-            None => Some(FALLBACK_RESCAN_INTERVAL),
-        };
-        if let Some(every) = interval {
-            tracing::info!(module = %m.name, seconds = every.as_secs(), "periodic rescan");
-            let store = store.clone();
-            let name = m.name.clone();
-            let spawned = std::thread::Builder::new().name(format!("rescan-{}", store.name())).spawn(move || loop {
-                std::thread::sleep(every);
-                match store.rescan() {
-                    Ok(r) => tracing::debug!(module = %name, published = ?r.published, "periodic rescan"),
-                    Err(e) => tracing::warn!(module = %name, "periodic rescan failed: {e}"),
-                }
-            });
-            if let Err(e) = spawned {
-                tracing::warn!(module = %m.name, "cannot start the rescan thread: {e}");
-            }
-        }
-    }
-    ModuleBackground { _stores: bgs }
-}
-
-/// [`start_background`] as a [`crate::reload::Backgrounds`] set that a
-/// configuration reload can update, with the stores' publications reported
+/// maintenance, periodic rescans, `checksum cache` fillers) as a
+/// [`crate::reload::Backgrounds`] set that a configuration reload can update, with the stores' publications reported
 /// to the metrics and to `triggers`.
 pub fn start_background_set(state: &ServerState, triggers: Option<Arc<crate::triggers::Triggers>>) -> crate::reload::Backgrounds {
     let mut set = crate::reload::Backgrounds::new(triggers);
@@ -327,7 +297,7 @@ pub fn listener_ports(config: &Config, main_port: u16) -> Vec<u16> {
 /// shared server state.  `main_port` is the port of the main listener
 /// (modules without a `daemon port`); `watch` sets up the stores' fanotify
 /// watchers (call this before dropping privileges).  Start the stores'
-/// background work with [`start_background`] before serving.
+/// background work with [`start_background_set`] before serving.
 pub fn build_state(
     config: &Config,
     state_dir: &Path,

@@ -405,6 +405,19 @@ pub struct Module {
     /// `trigger retries` (our extension): further attempts after a failed
     /// trigger (default 3).
     pub trigger_retries: u32,
+    /// `fullfiletimelist` / `fullfiletimelist name` (our extension): the
+    /// file name of the generated quick-fedora-mirror list served at the top
+    /// of the module, or `None` when off (see `crate::ffl`).
+    pub fullfiletimelist: Option<Vec<u8>>,
+    /// `fullfiletimelist checksums` (our extension): basenames whose SHA1
+    /// goes into the list's `[Checksums SHA1]` section (default `repomd.xml`).
+    pub fullfiletimelist_checksums: Vec<Vec<u8>>,
+    /// `checksum cache` (our extension): keep whole-file checksums so `-c`
+    /// costs no file reads (see `crate::sumcache`).
+    pub checksum_cache: bool,
+    /// `checksum cache rate` (our extension): MiB per second the background
+    /// hashing may read; 0 is no limit.  Default 32.
+    pub checksum_cache_rate: u32,
     /// Every parameter in effect for this module that was set somewhere
     /// (in the module or as a default), as written:
     /// (canonical name, raw unexpanded value, line).
@@ -1980,6 +1993,42 @@ impl<'o> Loader<'o> {
         matches!(self.module_scalar(sec, p), Value::Bool(true))
     }
 
+    /// `fullfiletimelist`, `fullfiletimelist name` and `fullfiletimelist
+    /// checksums`: the list's file name when it is served (on with `yes`, or
+    /// when a name is given and the switch is not `no`), and the checksummed
+    /// basenames.  A name must be one path component.
+    fn module_ffl(&mut self, sec: usize, module_name: &str) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+        let switch = self.module_bool3(sec, P::Fullfiletimelist);
+        let name = self.module_text(sec, P::FullfiletimelistName, module_name);
+        let sums = self
+            .module_text(sec, P::FullfiletimelistChecksums, module_name)
+            .map(|t| {
+                t.split(|c: char| c.is_ascii_whitespace() || c == ',')
+                    .filter(|w| !w.is_empty())
+                    .map(|w| w.as_bytes().to_vec())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let on = match switch {
+            Some(b) => b,
+            None => name.is_some(),
+        };
+        if !on {
+            return (None, sums);
+        }
+        let name = name.unwrap_or_else(|| format!("fullfiletimelist-{module_name}"));
+        if name == "." || name == ".." || name.contains(['/', '\0']) {
+            let o = self.origin_or(sec, P::FullfiletimelistName);
+            self.problem(
+                &o,
+                Some(P::FullfiletimelistName),
+                format!("fullfiletimelist name {name:?} must be a plain file name"),
+            );
+            return (None, sums);
+        }
+        (Some(name.into_bytes()), sums)
+    }
+
     fn module_bool3(&self, sec: usize, p: P) -> Option<bool> {
         match self.module_scalar(sec, p) {
             Value::Bool3(b) => b,
@@ -2230,6 +2279,17 @@ impl<'o> Loader<'o> {
         let trigger_exec = self.module_hook(sec, P::TriggerExec);
         let trigger_url = self.module_text(sec, P::TriggerUrl, n);
         let trigger_retries = u32::try_from(self.module_int(sec, P::TriggerRetries)).unwrap_or(0);
+        let (fullfiletimelist, fullfiletimelist_checksums) = self.module_ffl(sec, n);
+        let checksum_cache_rate = u32::try_from(self.module_int(sec, P::ChecksumCacheRate))
+            .unwrap_or_else(|_| {
+                let o = self.origin_or(sec, P::ChecksumCacheRate);
+                self.problem(
+                    &o,
+                    Some(P::ChecksumCacheRate),
+                    "checksum cache rate must not be negative".to_string(),
+                );
+                0
+            });
 
         let module = Module {
             daemon_port,
@@ -2238,6 +2298,10 @@ impl<'o> Loader<'o> {
             trigger_exec,
             trigger_url,
             trigger_retries,
+            fullfiletimelist,
+            fullfiletimelist_checksums,
+            checksum_cache: self.module_bool(sec, P::ChecksumCache),
+            checksum_cache_rate,
             path: path.unwrap_or_default(),
             comment,
             read_only: self.module_bool(sec, P::ReadOnly),

@@ -148,6 +148,16 @@ pub(crate) enum P {
     /// Our extension: seconds between background full rescans of the module's
     /// tree (-1: automatic, 0: off).
     RescanInterval,
+    /// Our extension: serve a generated quick-fedora-mirror file list.
+    Fullfiletimelist,
+    /// Our extension: its file name (default `fullfiletimelist-<module>`).
+    FullfiletimelistName,
+    /// Our extension: basenames whose SHA1 the list carries.
+    FullfiletimelistChecksums,
+    /// Our extension: keep whole-file checksums for `-c`.
+    ChecksumCache,
+    /// Our extension: MiB per second the checksum cache may read (0: no limit).
+    ChecksumCacheRate,
 }
 
 /// One row of [`TABLE`].
@@ -695,6 +705,49 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Int,
         DefaultValue::Int(-1),
+        Yes,
+    ),
+    // Our extensions: a generated quick-fedora-mirror `fullfiletimelist` per
+    // module, and cached whole-file checksums for `-c`.  See
+    // docs/operations.md.
+    def(
+        P::Fullfiletimelist,
+        "fullfiletimelist",
+        L,
+        Kind::Bool3,
+        DefaultValue::Bool3(None),
+        Yes,
+    ),
+    def(
+        P::FullfiletimelistName,
+        "fullfiletimelist name",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::FullfiletimelistChecksums,
+        "fullfiletimelist checksums",
+        L,
+        Kind::Str,
+        DefaultValue::Str("repomd.xml"),
+        Yes,
+    ),
+    def(
+        P::ChecksumCache,
+        "checksum cache",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        Yes,
+    ),
+    def(
+        P::ChecksumCacheRate,
+        "checksum cache rate",
+        L,
+        Kind::Int,
+        DefaultValue::Int(32),
         Yes,
     ),
 ];

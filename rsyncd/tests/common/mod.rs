@@ -69,12 +69,7 @@ impl Daemon {
                 l2.lock().unwrap().push_str(&format!("{l}\n"));
             }
         });
-        Daemon {
-            child,
-            port,
-            log,
-            started,
-        }
+        Daemon { child, port, log, started }
     }
 
     pub fn log(&self) -> String {
@@ -111,11 +106,7 @@ impl Daemon {
         if log.contains("fanotify watcher active") {
             Ok(())
         } else {
-            Err(log
-                .lines()
-                .find(|l| l.contains("fanotify"))
-                .unwrap_or("no watcher line")
-                .to_string())
+            Err(log.lines().find(|l| l.contains("fanotify")).unwrap_or("no watcher line").to_string())
         }
     }
 
@@ -133,11 +124,7 @@ impl Daemon {
             .args(path)
             .output()
             .expect("run rsyncd refresh");
-        assert!(
-            out.status.success(),
-            "refresh failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "refresh failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -147,11 +134,7 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, sig) };
         let status = self.child.wait().expect("wait");
         if sig == libc::SIGTERM {
-            assert!(
-                status.success(),
-                "SIGTERM should end the daemon cleanly: {status:?}\n{}",
-                self.log()
-            );
+            assert!(status.success(), "SIGTERM should end the daemon cleanly: {status:?}\n{}", self.log());
         }
         // The reader thread may still be draining.
         std::thread::sleep(Duration::from_millis(50));
@@ -165,4 +148,3 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
-
