@@ -9,6 +9,8 @@ pub mod access;
 pub mod config;
 pub mod control;
 pub mod exec;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod logging;
 pub mod module;
 pub mod proxy;
