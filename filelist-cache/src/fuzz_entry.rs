@@ -50,9 +50,7 @@ pub fn snapshot(data: &[u8]) {
     snap.walk(root, &mut |path, e| {
         seen += 1;
         assert!(seen <= snap.len(), "walk visits more entries than the snapshot holds");
-        let found = snap
-            .lookup(path)
-            .unwrap_or_else(|| panic!("walked path {:?} not found by lookup", String::from_utf8_lossy(path)));
+        let found = snap.lookup(path).unwrap_or_else(|| panic!("walked path {:?} not found by lookup", String::from_utf8_lossy(path)));
         assert_eq!(found.index(), e.index(), "lookup finds another entry");
         assert!(e.parent().is_some());
         let _ = (e.link_target(), e.checksum(), e.read_errno(), e.scan_generation(), e.subtree_len());

@@ -61,9 +61,12 @@ fn snapshot_seeds() -> Seeds {
     ]
 }
 
+/// (info type, file handle, name) of one info record.
+type Rec<'a> = (u8, &'a [u8], Option<&'a [u8]>);
+
 /// One fanotify event in the kernel's layout (metadata, then file-handle
 /// info records padded to 4 bytes).
-fn event(out: &mut Vec<u8>, mask: u64, recs: &[(u8, &[u8], Option<&[u8]>)]) {
+fn event(out: &mut Vec<u8>, mask: u64, recs: &[Rec<'_>]) {
     let start = out.len();
     out.extend_from_slice(&0u32.to_ne_bytes());
     out.extend_from_slice(&[3, 0]);
@@ -82,6 +85,7 @@ fn event(out: &mut Vec<u8>, mask: u64, recs: &[(u8, &[u8], Option<&[u8]>)]) {
             out.extend_from_slice(n);
             out.push(0);
         }
+        #[allow(clippy::manual_is_multiple_of)] // is_multiple_of needs Rust 1.87
         while (out.len() - rs) % 4 != 0 {
             out.push(0);
         }
@@ -106,13 +110,7 @@ fn fanotify_seeds() -> Seeds {
     event(&mut other_info, 0x8, &[]);
     let mut bad_len = create.clone();
     bad_len[0..4].copy_from_slice(&1000u32.to_ne_bytes());
-    vec![
-        ("create", create),
-        ("several", several),
-        ("rename", rename),
-        ("no-records", other_info),
-        ("event-len-past-end", bad_len),
-    ]
+    vec![("create", create), ("several", several), ("rename", rename), ("no-records", other_info), ("event-len-past-end", bad_len)]
 }
 
 #[test]

@@ -16,12 +16,10 @@ use crate::args::{decode_arg_list, parse_server_args, unbackslash_arg};
 use crate::error::DecodeError;
 use crate::filter::{CmdlineFilter, DaemonFilterParams, FilterList};
 use crate::flist::{
-    mode_is_device, mode_is_lnk, mode_is_reg, mode_is_special, FileEntry, FlistDecoder,
-    FlistEncoder, FlistOptions, NoNames, OwnedEntry,
+    mode_is_device, mode_is_lnk, mode_is_reg, mode_is_special, FileEntry, FlistDecoder, FlistEncoder, FlistOptions, NoNames, OwnedEntry,
 };
 use crate::greeting::{
-    negotiate_protocol, parse_client_greeting, parse_module_line, take_line, ModuleRequest,
-    MAX_EARLY_INPUT, MIN_PROTOCOL, OUR_PROTOCOL,
+    negotiate_protocol, parse_client_greeting, parse_module_line, take_line, ModuleRequest, MAX_EARLY_INPUT, MIN_PROTOCOL, OUR_PROTOCOL,
 };
 use crate::limits::Limits;
 use crate::mux::{decode_header, put_frame, put_header, MsgCode, MAX_FRAME_PAYLOAD};
@@ -163,11 +161,7 @@ pub fn args(data: &[u8]) {
 }
 
 /// `decode_arg_list` plus its invariants and an encode → decode round trip.
-fn arg_list(
-    buf: &[u8],
-    nul: bool,
-    limits: &Limits,
-) -> Result<(Vec<Vec<u8>>, usize), DecodeError> {
+fn arg_list(buf: &[u8], nul: bool, limits: &Limits) -> Result<(Vec<Vec<u8>>, usize), DecodeError> {
     let (list, used) = decode_arg_list(buf, nul, limits)?;
     assert!(used <= buf.len(), "decode_arg_list consumed more than given");
     assert!(list.len() <= limits.max_args);
@@ -505,8 +499,7 @@ fn flist_round_trip(opts: &FlistOptions, limits: &Limits, lists: &[Vec<OwnedEntr
             fe.rdev_minor = e.rdev_minor;
             fe.link_target = &e.link_target;
             fe.top_dir = e.flags & crate::flist::XMIT_TOP_DIR != 0;
-            fe.checksum = (mode_is_reg(e.mode) && !e.checksum.is_empty())
-                .then_some(e.checksum.as_slice());
+            fe.checksum = (mode_is_reg(e.mode) && !e.checksum.is_empty()).then_some(e.checksum.as_slice());
             enc.encode_entry(&mut out, &fe, ndx_start + i as i32, ndx_start, &NoNames);
         }
         enc.encode_end(&mut out, 0);
@@ -593,11 +586,7 @@ pub mod replay {
     pub fn replay(fuzz_dir: &Path, target: &str, seeds: &[(&str, Vec<u8>)], body: fn(&[u8])) -> usize {
         let files = inputs(fuzz_dir, target);
         let corpus = fuzz_dir.join("corpus").join(target);
-        assert!(
-            files.iter().any(|f| f.starts_with(&corpus)),
-            "no committed corpus in {}",
-            corpus.display()
-        );
+        assert!(files.iter().any(|f| f.starts_with(&corpus)), "no committed corpus in {}", corpus.display());
         let mut failed = Vec::new();
         for f in &files {
             let data = std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));

@@ -117,14 +117,8 @@ fn args_seeds() -> Seeds {
         ("stock-p31", cat(&[&[1], &p31[after_text(&p31)..]])),
         ("stock-p29", cat(&[&[0], &p29[after_text(&p29)..]])),
         ("avz", arg_wire(1, &["--server", "--sender", "-vlogDtprze.iLsfxCIvu", ".", "mod/"], None)),
-        (
-            "secluded",
-            arg_wire(1, &["--server", "--sender", "-slogDtpre.iLsfxCIvu"], Some(&["rsync", ".", "mod/"])),
-        ),
-        (
-            "secluded-p29",
-            arg_wire(0, &["--server", "--sender", "-slogDtpr", "(null)", ".", "mod/"], Some(&["rsync", ".", "mod/"])),
-        ),
+        ("secluded", arg_wire(1, &["--server", "--sender", "-slogDtpre.iLsfxCIvu"], Some(&["rsync", ".", "mod/"]))),
+        ("secluded-p29", arg_wire(0, &["--server", "--sender", "-slogDtpr", "(null)", ".", "mod/"], Some(&["rsync", ".", "mod/"]))),
         ("proto27", arg_wire(0, &["--server", "--sender", "-logDtpr", ".", "mod/"], None)),
         (
             "many-options",
