@@ -54,6 +54,8 @@
 mod compact;
 mod error;
 mod format;
+#[doc(hidden)]
+pub mod fuzz_entry;
 mod links;
 mod model;
 pub mod order;

@@ -25,6 +25,8 @@ pub mod error;
 pub mod exit;
 pub mod filter;
 pub mod flist;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod greeting;
 pub mod limits;
 pub mod matcher;

@@ -10,6 +10,8 @@ pub mod config;
 pub mod control;
 pub mod exec;
 pub mod ffl;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod logging;
 pub mod metrics;
 pub mod module;
