@@ -9,7 +9,8 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use filelist_cache::{Background, OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
@@ -19,7 +20,7 @@ use protocol::filter::{DaemonFilterParams, FilterList};
 use crate::access::auth::{self, AuthConfig};
 use crate::access::hosts::{HostAcl, HostName, HostTokenError, Peer, PeerInfo, SystemResolver};
 use crate::access::identity::{self, Identity, ModuleAccess};
-use crate::access::limits::{CapExceeded, CapGuard, SessionCaps};
+use crate::access::limits::{CapExceeded, CapGuard, HandshakePool, HandshakeRefused, HandshakeTicket, SessionCaps};
 use crate::access::refuse::RefuseRules;
 use crate::config::{Config, Global, Module, SocketOption, SocketOptionName};
 use crate::module::{ModuleStore, ListenerSpec, ModuleRules, ModuleRuntime, ServerState, SessionSettings};
@@ -377,6 +378,10 @@ pub struct NetSettings {
     pub socket_options: Vec<SocketOption>,
     /// `proxy protocol`: `None` when off.
     pub proxy: Option<ProxyPolicy>,
+    /// `max handshakes`: connections per listener in their handshake at once.
+    pub max_handshakes: usize,
+    /// `max handshakes per host`.
+    pub max_handshakes_per_host: usize,
 }
 
 /// The backlog when `listen backlog` is unset: std's `TcpListener`'s, what
@@ -387,7 +392,13 @@ pub const UNSET_LISTEN_BACKLOG: u32 = 128;
 
 impl Default for NetSettings {
     fn default() -> Self {
-        NetSettings { listen_backlog: UNSET_LISTEN_BACKLOG, socket_options: Vec::new(), proxy: None }
+        NetSettings {
+            listen_backlog: UNSET_LISTEN_BACKLOG,
+            socket_options: Vec::new(),
+            proxy: None,
+            max_handshakes: crate::access::limits::DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_host: crate::access::limits::DEFAULT_MAX_HANDSHAKES_PER_HOST,
+        }
     }
 }
 
@@ -408,6 +419,8 @@ impl NetSettings {
             listen_backlog: g.listen_backlog.unwrap_or(UNSET_LISTEN_BACKLOG),
             socket_options: g.socket_options.clone(),
             proxy,
+            max_handshakes: g.max_handshakes,
+            max_handshakes_per_host: g.max_handshakes_per_host,
         })
     }
 }
@@ -500,7 +513,9 @@ pub fn bind_all(state: &ServerState, address: IpAddr, net: &NetSettings) -> std:
 }
 
 /// Accept connections on every listener, one thread per session; returns
-/// only if an accept thread cannot be started.
+/// only if an accept thread cannot be started.  Once a drain has begun (see
+/// [`begin_drain`]) the accept loops end and this waits for the process to
+/// exit (the signal handler ends it when the sessions are done).
 pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>, net: NetSettings) -> std::io::Result<()> {
     let net = Arc::new(net);
     let mut handles = Vec::new();
@@ -511,6 +526,9 @@ pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>, net: NetS
     }
     for h in handles {
         let _ = h.join();
+    }
+    while draining() {
+        std::thread::park();
     }
     Ok(())
 }
@@ -590,7 +608,98 @@ fn read_proxy_header_inner(mut stream: &TcpStream, deadline: Instant) -> Result<
     }
 }
 
-/// Accept connections on listener `index` forever.
+/// Admit a connection to its listener's handshake pool (closing the oldest
+/// waiting connection when the pool is full), or turn it away: a client
+/// over its share gets stock's `max connections` text.
+fn admit_handshake(pool: &Arc<HandshakePool>, stream: &TcpStream, client: SocketAddr) -> Option<HandshakeTicket> {
+    // A second handle, for the pool to shut the connection down.
+    let handle = match stream.try_clone() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(peer = %client, "connection closed: {e}");
+            return None;
+        }
+    };
+    match pool.try_enter(client.ip(), handle) {
+        Ok(a) => {
+            if let Some(ip) = a.evicted {
+                tracing::debug!(evicted = %ip, "handshake pool full ({}): closed the connection waiting longest", pool.max_total);
+            }
+            Some(a.ticket)
+        }
+        Err(HandshakeRefused::PerHost(n)) => {
+            use std::io::Write;
+            tracing::info!(peer = %client, "session refused: {n} connections from this client are in their handshake");
+            let mut s = stream;
+            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(&protocol::greeting::server_greeting());
+            let _ = s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+            None
+        }
+        Err(HandshakeRefused::Closed) => None,
+    }
+}
+
+/// Logs a recurring problem of an accept loop at most once per interval,
+/// with the number of occurrences in between.
+struct Throttled {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new() -> Throttled {
+        Throttled { last: None, suppressed: 0 }
+    }
+
+    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        if self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        if self.suppressed > 0 {
+            tracing::warn!("{what} ({} more since the last report)", self.suppressed);
+        } else {
+            tracing::warn!("{what}");
+        }
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+/// The accept loop's way out of descriptor exhaustion: a descriptor held in
+/// reserve.  When `accept()` fails with EMFILE/ENFILE the pending connection
+/// stays queued and the next `accept()` fails again at once; giving up the
+/// reserve lets us accept that connection and close it (shedding load)
+/// instead of spinning, then the reserve is taken again.
+struct FdReserve(Option<std::fs::File>);
+
+impl FdReserve {
+    fn new() -> FdReserve {
+        FdReserve(std::fs::File::open("/dev/null").ok())
+    }
+
+    /// Accept one connection and close it at once; false when there was no
+    /// reserve to give up (the caller then waits a little).
+    fn shed_one(&mut self, listener: &TcpListener) -> bool {
+        let Some(f) = self.0.take() else {
+            self.0 = std::fs::File::open("/dev/null").ok();
+            return false;
+        };
+        drop(f);
+        let shed = listener.accept().is_ok();
+        self.0 = std::fs::File::open("/dev/null").ok();
+        shed
+    }
+}
+
+fn is_out_of_fds(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// Accept connections on listener `index` until the daemon drains.
 pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: Arc<NetSettings>) {
     let caps = match state.listeners.get(index) {
         Some(l) => l.caps.clone(),
@@ -599,15 +708,33 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
     // Connections from trusted proxies whose header is still being read:
     // no more of them than sessions.
     let pending = SessionCaps::new(caps.max_total, caps.max_total);
+    // Connections in their handshake (greeting to arguments).
+    let pool = HandshakePool::new(net.max_handshakes, net.max_handshakes_per_host);
+    register_for_drain(&listener, &pool);
+    let mut reserve = FdReserve::new();
+    let mut accept_trouble = Throttled::new();
+    let mut spawn_trouble = Throttled::new();
     loop {
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
+            Err(_) if draining() => return,
+            Err(e) if is_out_of_fds(&e) => {
+                accept_trouble.warn(format_args!("accept failed: {e}; closing new connections until descriptors are free"));
+                if !reserve.shed_one(&listener) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | Some(libc::EINTR)) => continue,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                accept_trouble.warn(format_args!("accept failed: {e}"));
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
+        if draining() {
+            return;
+        }
         for (name, e) in apply_socket_options(&stream, &net.socket_options) {
             tracing::debug!(peer = %peer, "failed to set socket option {}: {e}", name.name());
         }
@@ -617,13 +744,18 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
             let Some(guard) = enter(&caps, &stream, peer) else {
                 continue;
             };
+            let Some(ticket) = admit_handshake(&pool, &stream, peer) else {
+                continue;
+            };
             let st = state.clone();
+            let counted = InFlight::new();
             let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
+                let _counted = counted;
                 let _guard = guard;
-                let _ = crate::session::serve_connection(stream, peer, st, index);
+                let _ = crate::session::serve_connection_pooled(stream, peer, st, index, Some(ticket));
             });
             if let Err(e) = spawned {
-                tracing::warn!("cannot start session thread: {e}");
+                spawn_trouble.warn(format_args!("cannot start session thread: {e}"));
             }
             continue;
         };
@@ -642,8 +774,11 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
         };
         let st = state.clone();
         let caps = caps.clone();
+        let pool = pool.clone();
         let deadline = Instant::now() + st.settings.handshake_timeout;
+        let counted = InFlight::new();
         let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
+            let _counted = counted;
             let header = match read_proxy_header(&stream, deadline) {
                 Ok(h) => h,
                 Err(e) => {
@@ -658,12 +793,122 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
             let Some(_guard) = enter(&caps, &stream, client) else {
                 return;
             };
-            let _ = crate::session::serve_connection(stream, client, st, index);
+            let Some(ticket) = admit_handshake(&pool, &stream, client) else {
+                return;
+            };
+            let _ = crate::session::serve_connection_pooled(stream, client, st, index, Some(ticket));
         });
         if let Err(e) = spawned {
-            tracing::warn!("cannot start session thread: {e}");
+            spawn_trouble.warn(format_args!("cannot start session thread: {e}"));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Graceful stop (drain)
+// ---------------------------------------------------------------------------
+
+/// What a drain acts on: the listening sockets (to stop accepting), the
+/// handshake pools (to close connections that have not finished their
+/// handshake) and the number of session threads alive.
+struct Lifecycle {
+    draining: AtomicBool,
+    listeners: Mutex<Vec<TcpListener>>,
+    pools: Mutex<Vec<Arc<HandshakePool>>>,
+    sessions: Mutex<usize>,
+    idle: Condvar,
+}
+
+static LIFECYCLE: Lifecycle = Lifecycle {
+    draining: AtomicBool::new(false),
+    listeners: Mutex::new(Vec::new()),
+    pools: Mutex::new(Vec::new()),
+    sessions: Mutex::new(0),
+    idle: Condvar::new(),
+};
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Shut a listening socket: a blocked `accept()` returns (EINVAL) and
+/// connections queued but not accepted are reset; new ones are refused.
+fn shut_listener(l: &TcpListener) {
+    let _ = socket2::SockRef::from(l).shutdown(std::net::Shutdown::Both);
+}
+
+fn register_for_drain(listener: &TcpListener, pool: &Arc<HandshakePool>) {
+    let clone = listener.try_clone();
+    locked(&LIFECYCLE.pools).push(pool.clone());
+    if let Ok(c) = clone {
+        locked(&LIFECYCLE.listeners).push(c);
+    }
+    // A drain that began before this listener was registered.
+    if draining() {
+        shut_listener(listener);
+        pool.close_all();
+    }
+}
+
+/// One session thread alive (from before its spawn to its end, `post-xfer
+/// exec` included).
+struct InFlight(());
+
+impl InFlight {
+    fn new() -> InFlight {
+        *locked(&LIFECYCLE.sessions) += 1;
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = locked(&LIFECYCLE.sessions);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            LIFECYCLE.idle.notify_all();
+        }
+    }
+}
+
+/// Start a graceful stop: every listener stops accepting (its socket is
+/// shut, so new connections are refused), connections still in their
+/// handshake are closed, and sessions past it go on.  Returns the number of
+/// session threads still running.  Idempotent.
+pub fn begin_drain() -> usize {
+    LIFECYCLE.draining.store(true, Ordering::SeqCst);
+    for l in locked(&LIFECYCLE.listeners).drain(..) {
+        shut_listener(&l);
+    }
+    for p in locked(&LIFECYCLE.pools).iter() {
+        p.close_all();
+    }
+    sessions_in_flight()
+}
+
+/// A drain has begun.
+pub fn draining() -> bool {
+    LIFECYCLE.draining.load(Ordering::SeqCst)
+}
+
+/// Session threads running now (including connections in their handshake).
+pub fn sessions_in_flight() -> usize {
+    *locked(&LIFECYCLE.sessions)
+}
+
+/// Wait until no session thread runs, at most `timeout`; returns how many
+/// still run.
+pub fn wait_for_sessions(timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    let mut n = locked(&LIFECYCLE.sessions);
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        n = LIFECYCLE.idle.wait_timeout(n, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+    }
+    *n
 }
 
 /// Bind a listener on `addr` (default backlog, no socket options).
