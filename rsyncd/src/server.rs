@@ -539,17 +539,61 @@ fn enter(caps: &Arc<SessionCaps>, stream: &TcpStream, peer: SocketAddr) -> Optio
     match caps.try_enter(peer.ip()) {
         Ok(g) => Some(g),
         Err(why) => {
-            use std::io::Write;
             let n = match why {
                 CapExceeded::Total(n) | CapExceeded::PerHost(n) => n,
             };
             tracing::info!(peer = %peer, "session refused: {why:?}");
-            let mut s = stream;
-            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(&protocol::greeting::server_greeting());
-            let _ = s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+            send_busy(stream, n);
             None
         }
+    }
+}
+
+/// Turn a client away before its handshake: our greeting, stock's `@ERROR:
+/// max connections (N) reached -- try again later`, and our side shut.
+/// Keep the socket open a moment longer (see [`Lingering`]) so the client's
+/// next write does not fail before it has read the error.
+fn send_busy(mut stream: &TcpStream, n: usize) {
+    use std::io::Write;
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut b = protocol::greeting::server_greeting();
+    b.extend_from_slice(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+    let _ = stream.write_all(&b);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Connections turned away by the accept loop ([`send_busy`]), kept open
+/// for [`Lingering::FOR`] so that the client, which writes its greeting and
+/// module name before it reads our answer, reads the error (stock client:
+/// exit 5) instead of failing on a reset connection (exit 12).  At most
+/// [`Lingering::MAX`]; the oldest goes first.
+struct Lingering(std::collections::VecDeque<(Instant, TcpStream)>);
+
+impl Lingering {
+    const FOR: Duration = Duration::from_secs(2);
+    const MAX: usize = 256;
+
+    fn push(&mut self, s: TcpStream) {
+        self.purge();
+        if self.0.len() >= Self::MAX {
+            self.0.pop_front();
+        }
+        self.0.push_back((Instant::now(), s));
+    }
+
+    fn purge(&mut self) {
+        while self.0.front().is_some_and(|(t, _)| t.elapsed() >= Self::FOR) {
+            self.0.pop_front();
+        }
+    }
+
+    /// Wait up to `t` for a connection to accept (so lingering sockets are
+    /// closed on time when no connection comes); true if one is waiting.
+    fn wait_for(listener: &TcpListener, t: Duration) -> bool {
+        let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut p, 1, t.as_millis() as libc::c_int) };
+        r != 0
     }
 }
 
@@ -627,13 +671,9 @@ fn admit_handshake(pool: &Arc<HandshakePool>, stream: &TcpStream, client: Socket
             }
             Some(a.ticket)
         }
-        Err(HandshakeRefused::PerHost(n)) => {
-            use std::io::Write;
-            tracing::info!(peer = %client, "session refused: {n} connections from this client are in their handshake");
-            let mut s = stream;
-            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(&protocol::greeting::server_greeting());
-            let _ = s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+        Err(why @ (HandshakeRefused::PerHost(n) | HandshakeRefused::Full(n))) => {
+            tracing::info!(peer = %client, "session refused: too many connections in their handshake ({why:?})");
+            send_busy(stream, n);
             None
         }
         Err(HandshakeRefused::Closed) => None,
@@ -670,28 +710,50 @@ impl Throttled {
 }
 
 /// The accept loop's way out of descriptor exhaustion: a descriptor held in
-/// reserve.  When `accept()` fails with EMFILE/ENFILE the pending connection
-/// stays queued and the next `accept()` fails again at once; giving up the
-/// reserve lets us accept that connection and close it (shedding load)
-/// instead of spinning, then the reserve is taken again.
-struct FdReserve(Option<std::fs::File>);
+/// reserve (a duplicate of the listening socket).  When `accept()` fails
+/// with EMFILE/ENFILE the pending connection stays queued and the next
+/// `accept()` fails again at once; giving up the reserve lets us accept
+/// that connection and close it (shedding load) instead of spinning.  The
+/// accepted descriptor then becomes the new reserve in one step (`dup2`
+/// over it closes the connection), so no other thread can take the slot.
+struct FdReserve(Option<std::os::fd::OwnedFd>);
 
 impl FdReserve {
-    fn new() -> FdReserve {
-        FdReserve(std::fs::File::open("/dev/null").ok())
+    fn new(listener: &TcpListener) -> FdReserve {
+        FdReserve(listener.as_fd().try_clone_to_owned().ok())
     }
 
     /// Accept one connection and close it at once; false when there was no
     /// reserve to give up (the caller then waits a little).
     fn shed_one(&mut self, listener: &TcpListener) -> bool {
-        let Some(f) = self.0.take() else {
-            self.0 = std::fs::File::open("/dev/null").ok();
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let Some(fd) = self.0.take() else {
+            self.0 = listener.as_fd().try_clone_to_owned().ok();
             return false;
         };
-        drop(f);
-        let shed = listener.accept().is_ok();
-        self.0 = std::fs::File::open("/dev/null").ok();
-        shed
+        drop(fd);
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let raw = stream.into_raw_fd();
+                // SAFETY: `raw` is the descriptor we just took out of the
+                // stream (so we own it) and the listener's descriptor is
+                // open; dup2 closes the connection and leaves `raw` a
+                // duplicate of the listener, which we own from here on.
+                self.0 = unsafe {
+                    if libc::dup2(listener.as_raw_fd(), raw) == raw {
+                        Some(std::os::fd::OwnedFd::from_raw_fd(raw))
+                    } else {
+                        drop(TcpStream::from_raw_fd(raw));
+                        None
+                    }
+                };
+                true
+            }
+            Err(_) => {
+                self.0 = listener.as_fd().try_clone_to_owned().ok();
+                false
+            }
+        }
     }
 }
 
@@ -709,12 +771,20 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
     // no more of them than sessions.
     let pending = SessionCaps::new(caps.max_total, caps.max_total);
     // Connections in their handshake (greeting to arguments).
-    let pool = HandshakePool::new(net.max_handshakes, net.max_handshakes_per_host);
+    let pool = HandshakePool::new(net.max_handshakes, net.max_handshakes_per_host, crate::access::limits::EVICT_AFTER);
     register_for_drain(&listener, &pool);
-    let mut reserve = FdReserve::new();
+    let mut reserve = FdReserve::new(&listener);
     let mut accept_trouble = Throttled::new();
     let mut spawn_trouble = Throttled::new();
+    let mut lingering = Lingering(Default::default());
     loop {
+        if !lingering.0.is_empty() {
+            let ready = Lingering::wait_for(&listener, Duration::from_millis(500));
+            lingering.purge();
+            if !ready {
+                continue;
+            }
+        }
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
             Err(_) if draining() => return,
@@ -742,9 +812,16 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
         let _ = socket2::SockRef::from(&stream).set_keepalive(true);
         let Some(policy) = &net.proxy else {
             let Some(guard) = enter(&caps, &stream, peer) else {
+                lingering.push(stream);
                 continue;
             };
             let Some(ticket) = admit_handshake(&pool, &stream, peer) else {
+                lingering.push(stream);
+                continue;
+            };
+            // Every descriptor the session starts with is made here, in
+            // turn with the accept loop's reserve (see `FdReserve`).
+            let Ok(read_half) = stream.try_clone() else {
                 continue;
             };
             let st = state.clone();
@@ -752,7 +829,7 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
             let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
                 let _counted = counted;
                 let _guard = guard;
-                let _ = crate::session::serve_connection_pooled(stream, peer, st, index, Some(ticket));
+                let _ = crate::session::serve_connection_pooled(stream, read_half, peer, st, index, Some(ticket));
             });
             if let Err(e) = spawned {
                 spawn_trouble.warn(format_args!("cannot start session thread: {e}"));
@@ -791,12 +868,17 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
             let client = header.source.unwrap_or(peer);
             tracing::debug!(proxy = %peer, client = %client, version = ?header.version, "PROXY header");
             let Some(_guard) = enter(&caps, &stream, client) else {
+                std::thread::sleep(Lingering::FOR);
                 return;
             };
             let Some(ticket) = admit_handshake(&pool, &stream, client) else {
+                std::thread::sleep(Lingering::FOR);
                 return;
             };
-            let _ = crate::session::serve_connection_pooled(stream, client, st, index, Some(ticket));
+            let Ok(read_half) = stream.try_clone() else {
+                return;
+            };
+            let _ = crate::session::serve_connection_pooled(stream, read_half, client, st, index, Some(ticket));
         });
         if let Err(e) = spawned {
             spawn_trouble.warn(format_args!("cannot start session thread: {e}"));

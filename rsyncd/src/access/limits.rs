@@ -23,7 +23,7 @@ use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Default `handshake timeout`: one absolute deadline from the accept to the
 /// end of the client's arguments (greeting, module line, authentication,
@@ -33,10 +33,16 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Default `max handshakes`: connections per listener that may be in their
 /// handshake at once.  When the pool is full the connection that has been
-/// waiting longest is closed to make room, so a flood of idle connections
-/// costs at most this many threads (each about 35 KiB resident) and cannot
-/// lock out clients that complete their handshake promptly.
+/// waiting longest is closed to make room (if it has waited at least
+/// [`EVICT_AFTER`]), so a flood of idle connections costs at most this many
+/// threads (each about 35 KiB resident) and cannot lock out clients that
+/// complete their handshake promptly.
 pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
+
+/// A connection in its handshake is safe from eviction for this long (an
+/// honest client needs a few round trips); when every connection in a full
+/// pool is younger, a new one is refused instead.
+pub const EVICT_AFTER: Duration = Duration::from_secs(1);
 
 /// Default `max handshakes per host`: connections in their handshake at once
 /// from one client (an IPv4 address or an IPv6 /64) per listener; a further
@@ -227,6 +233,8 @@ pub struct HandshakePool {
     pub max_total: usize,
     /// Connections in their handshake at once from one client.
     pub max_per_host: usize,
+    /// How long a connection is safe from eviction.
+    pub evict_after: Duration,
     inner: Mutex<PoolInner>,
 }
 
@@ -244,6 +252,7 @@ struct PoolInner {
 struct Pending {
     key: IpAddr,
     conn: TcpStream,
+    since: Instant,
 }
 
 impl PoolInner {
@@ -265,6 +274,8 @@ pub enum HandshakeRefused {
     /// That client already has `max handshakes per host` connections in
     /// their handshake.
     PerHost(usize),
+    /// The pool is full of connections too young to evict.
+    Full(usize),
     /// The daemon is draining: no new connection is served.
     Closed,
 }
@@ -295,19 +306,28 @@ impl Drop for HandshakeTicket {
 }
 
 impl HandshakePool {
-    /// A new, empty pool (each cap at least 1).
-    pub fn new(max_total: usize, max_per_host: usize) -> Arc<HandshakePool> {
+    /// A new, empty pool (each cap at least 1); a connection may be evicted
+    /// once it has waited `evict_after` ([`EVICT_AFTER`] in the daemon).
+    pub fn new(max_total: usize, max_per_host: usize, evict_after: Duration) -> Arc<HandshakePool> {
         Arc::new(HandshakePool {
             max_total: max_total.max(1),
             max_per_host: max_per_host.max(1),
+            evict_after,
             inner: Mutex::new(PoolInner::default()),
         })
     }
 
-    /// Admit a connection from `ip`; `conn` is a second handle to its socket
-    /// (kept to shut the connection down if it is evicted or the daemon
-    /// drains).  A full pool makes room by closing its oldest connection.
+    /// Admit a connection from `ip` now; see [`Self::try_enter_at`].
     pub fn try_enter(self: &Arc<Self>, ip: IpAddr, conn: TcpStream) -> Result<Admitted, HandshakeRefused> {
+        self.try_enter_at(ip, conn, Instant::now())
+    }
+
+    /// Admit a connection from `ip` arriving at `now`; `conn` is a second
+    /// handle to its socket (kept to shut the connection down if it is
+    /// evicted or the daemon drains).  A full pool makes room by closing its
+    /// oldest connection if that one has waited `evict_after`; otherwise the
+    /// newcomer is refused.
+    pub fn try_enter_at(self: &Arc<Self>, ip: IpAddr, conn: TcpStream, now: Instant) -> Result<Admitted, HandshakeRefused> {
         let key = host_key(ip);
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if g.closed {
@@ -318,7 +338,10 @@ impl HandshakePool {
         }
         let mut evicted = None;
         while g.live.len() >= self.max_total {
-            let Some(oldest) = g.live.keys().next().copied() else { break };
+            let Some((&oldest, p)) = g.live.iter().next() else { break };
+            if now.saturating_duration_since(p.since) < self.evict_after {
+                return Err(HandshakeRefused::Full(self.max_total));
+            }
             if let Some(p) = g.remove(oldest) {
                 let _ = p.conn.shutdown(Shutdown::Both);
                 g.evicted += 1;
@@ -327,7 +350,7 @@ impl HandshakePool {
         }
         let id = g.next_id;
         g.next_id += 1;
-        g.live.insert(id, Pending { key, conn });
+        g.live.insert(id, Pending { key, conn, since: now });
         *g.per_host.entry(key).or_insert(0) += 1;
         Ok(Admitted { ticket: HandshakeTicket { pool: self.clone(), id }, evicted })
     }
@@ -378,7 +401,9 @@ mod tests {
     #[test]
     fn handshake_pool_evicts_the_oldest_and_caps_each_host() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let pool = HandshakePool::new(3, 2);
+        let pool = HandshakePool::new(3, 2, Duration::from_secs(1));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         let c: IpAddr = "2001:db8::1".parse().unwrap();
@@ -386,16 +411,19 @@ mod tests {
         let (mut c2, s2) = pair(&l);
         let (mut c3, s3) = pair(&l);
         let (mut c4, s4) = pair(&l);
-        let t1 = pool.try_enter(a, s1.try_clone().unwrap()).unwrap();
+        let t1 = pool.try_enter_at(a, s1.try_clone().unwrap(), at(0)).unwrap();
         assert_eq!(t1.evicted, None);
-        let t2 = pool.try_enter(a, s2.try_clone().unwrap()).unwrap();
+        let t2 = pool.try_enter_at(a, s2.try_clone().unwrap(), at(10)).unwrap();
         // A third from `a` is over its share: refused, nobody evicted.
         let (_c5, s5) = pair(&l);
-        assert_eq!(pool.try_enter(a, s5).unwrap_err(), HandshakeRefused::PerHost(2));
-        let t3 = pool.try_enter(b, s3.try_clone().unwrap()).unwrap();
+        assert_eq!(pool.try_enter_at(a, s5, at(20)).unwrap_err(), HandshakeRefused::PerHost(2));
+        let t3 = pool.try_enter_at(b, s3.try_clone().unwrap(), at(30)).unwrap();
         assert_eq!(pool.pending(), 3);
-        // Full: the oldest (the first from `a`) is shut down to make room.
-        let t4 = pool.try_enter(c, s4.try_clone().unwrap()).unwrap();
+        // Full, and the oldest has not waited a second yet: refused.
+        let (_c8, s8) = pair(&l);
+        assert_eq!(pool.try_enter_at(c, s8, at(999)).unwrap_err(), HandshakeRefused::Full(3));
+        // Later the oldest (the first from `a`) is shut down to make room.
+        let t4 = pool.try_enter_at(c, s4.try_clone().unwrap(), at(1000)).unwrap();
         assert_eq!(t4.evicted, Some(a));
         assert_eq!((pool.pending(), pool.evicted()), (3, 1));
         assert!(closed(&mut c1), "the evicted connection is closed");
@@ -416,7 +444,7 @@ mod tests {
         assert_eq!(pool.try_enter(b, s7).unwrap_err(), HandshakeRefused::Closed);
         drop((t3, t4, t6));
         // A connection whose handshake ended normally is left open.
-        let pool = HandshakePool::new(1, 1);
+        let pool = HandshakePool::new(1, 1, Duration::ZERO);
         let t = pool.try_enter(a, s2.try_clone().unwrap()).unwrap();
         drop(t.ticket);
         pool.close_all();

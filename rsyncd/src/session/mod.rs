@@ -91,22 +91,25 @@ pub fn serve_connection(
     state: Arc<ServerState>,
     listener: usize,
 ) -> Result<(), SessionError> {
-    serve_connection_pooled(stream, peer, state, listener, None)
+    let read_half = stream.try_clone()?;
+    serve_connection_pooled(stream, read_half, peer, state, listener, None)
 }
 
 /// [`serve_connection`] for a connection that holds a place in its
 /// listener's handshake pool: `ticket` is given up once the client's
 /// arguments are read, so a running transfer no longer counts there.
+/// `read_half` is a second handle to `stream` (made by the caller, so that
+/// the accept loop allocates every descriptor a session starts with).
 pub fn serve_connection_pooled(
     stream: TcpStream,
+    read_half: TcpStream,
     peer: SocketAddr,
     state: Arc<ServerState>,
     listener: usize,
     ticket: Option<crate::access::limits::HandshakeTicket>,
 ) -> Result<(), SessionError> {
     let _ = stream.set_nodelay(true);
-    let read_half = Conn::Socket(stream.try_clone()?);
-    serve_conns_pooled(read_half, Conn::Socket(stream), Some(peer), state, listener, ticket)
+    serve_conns_pooled(Conn::Socket(read_half), Conn::Socket(stream), Some(peer), state, listener, ticket)
 }
 
 /// Serve one session over `input`/`output` (the same socket, or a pair of
