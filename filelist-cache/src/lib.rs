@@ -64,6 +64,7 @@ mod snapshot;
 mod store;
 mod update;
 mod view;
+mod virtual_file;
 mod watch;
 mod write;
 
@@ -73,10 +74,12 @@ pub use error::{OpenError, ScanError, ScanIssue};
 pub use format::FORMAT_VERSION;
 pub use snapshot::Snapshot;
 pub use store::{
-    Background, Generation, OpenReport, OpenSource, RefreshKind, RefreshReport, SnapshotStore,
-    StoreError, StoreOptions, Stores, WatchStatus,
+    Background, Generation, OpenReport, OpenSource, PublishEvent, PublishObserver, RefreshKind,
+    RefreshReport, ScanProgress, SnapshotStore, StoreError, StoreOptions, Stores, Touched,
+    WatchStatus,
 };
 pub use view::{Children, EntryRef, WalkControl};
+pub use virtual_file::{VirtualAttrs, VirtualFileError};
 
 /// Options of [`build_snapshot`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,6 +14,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{AtFlags, Dir, Mode, OFlags};
 use rustix::io::Errno;
@@ -61,6 +62,9 @@ struct Scanner<'a> {
     path: Vec<u8>,
     /// Device of the module root (one-file-system boundary).
     fs_dev: u64,
+    /// Entries scanned so far, published after each directory (see
+    /// [`crate::ScanProgress`]).
+    progress: Option<&'a AtomicU64>,
 }
 
 /// Called with the module-relative path and the open fd of every directory the scan
@@ -82,6 +86,18 @@ pub(crate) fn scan_visit(
     opts: &BuildOptions,
     hook: OpenHook<'_>,
     visit: VisitHook<'_>,
+) -> Result<(SnapshotV1, BuildReport), ScanError> {
+    scan_visit_progress(root, opts, hook, visit, None)
+}
+
+/// [`scan_visit`] that also stores the number of entries scanned so far in
+/// `progress` after each directory (for a progress display).
+pub(crate) fn scan_visit_progress(
+    root: &Path,
+    opts: &BuildOptions,
+    hook: OpenHook<'_>,
+    visit: VisitHook<'_>,
+    progress: Option<&AtomicU64>,
 ) -> Result<(SnapshotV1, BuildReport), ScanError> {
     let st = rustix::fs::stat(root).map_err(|e| ScanError::Root {
         path: root.to_path_buf(),
@@ -108,7 +124,7 @@ pub(crate) fn scan_visit(
         }
     }
     let fs_dev = attrs.dev;
-    scan_core(opened, attrs, fs_dev, b"", opts, hook, visit)
+    scan_core(opened, attrs, fs_dev, b"", opts, hook, visit, progress)
 }
 
 /// Scans the subtree below the open directory `fd` (whose attributes are `attrs`), for
@@ -123,9 +139,10 @@ pub(crate) fn scan_subtree(
     opts: &BuildOptions,
     visit: VisitHook<'_>,
 ) -> Result<(SnapshotV1, BuildReport), ScanError> {
-    scan_core(Ok(fd), attrs, fs_dev, prefix, opts, &|_| None, visit)
+    scan_core(Ok(fd), attrs, fs_dev, prefix, opts, &|_| None, visit, None)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn scan_core(
     opened: Result<OwnedFd, Errno>,
     attrs: Attrs,
@@ -134,6 +151,7 @@ fn scan_core(
     opts: &BuildOptions,
     hook: OpenHook<'_>,
     visit: VisitHook<'_>,
+    progress: Option<&AtomicU64>,
 ) -> Result<(SnapshotV1, BuildReport), ScanError> {
     let mut sc = Scanner {
         snap: SnapshotV1 {
@@ -145,6 +163,7 @@ fn scan_core(
         hook,
         path: prefix.to_vec(),
         fs_dev,
+        progress,
     };
     let (root_fd, root_err) = match opened {
         Ok(fd) => (Some(fd), None),
@@ -224,6 +243,12 @@ fn scan_core(
         }
         let frame = sc.list_dir(dir, fd, &child.name, &child.attrs, child_path_len, index)?;
         stack.push(frame);
+        if let Some(p) = sc.progress {
+            p.store(sc.snap.entries.len() as u64, Ordering::Relaxed);
+        }
+    }
+    if let Some(p) = sc.progress {
+        p.store(sc.snap.entries.len() as u64, Ordering::Relaxed);
     }
     Ok(sc.finish())
 }

@@ -71,7 +71,85 @@ pub struct StoreOptions {
     /// Compact a non-empty overlay after this long without changes, so that a restart
     /// finds a recent file. Default: 60 s.
     pub persist_after: Option<Duration>,
+    /// Where a full build in `open_or_build` reports how many entries it has scanned so
+    /// far (for a progress display). Default: none.
+    pub progress: Option<ScanProgress>,
 }
+
+/// A counter of entries scanned, shared between a building store and whoever displays
+/// progress ([`StoreOptions::progress`]). Two handles are equal when they share the
+/// counter.
+#[derive(Debug, Clone, Default)]
+pub struct ScanProgress(Arc<std::sync::atomic::AtomicU64>);
+
+impl ScanProgress {
+    /// A new counter at 0.
+    pub fn new() -> ScanProgress {
+        ScanProgress::default()
+    }
+
+    /// Entries scanned so far (0 until a build starts).
+    pub fn entries(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for ScanProgress {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+/// What a publication re-read: the hints of [`PublishEvent::touched`]. Paths are
+/// module-relative (`b""` is the root).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Touched {
+    /// One directory's listing and attributes, and its children's attributes.
+    Dir(Vec<u8>),
+    /// A whole subtree.
+    Subtree(Vec<u8>),
+    /// One entry's attributes.
+    Entry {
+        /// The directory.
+        dir: Vec<u8>,
+        /// The entry's name in it.
+        name: Vec<u8>,
+    },
+}
+
+impl From<&Req> for Touched {
+    fn from(r: &Req) -> Touched {
+        match r {
+            Req::Dir(p) => Touched::Dir(p.clone()),
+            Req::Subtree(p) => Touched::Subtree(p.clone()),
+            Req::Entry(d, n) => Touched::Entry {
+                dir: d.clone(),
+                name: n.clone(),
+            },
+        }
+    }
+}
+
+/// One publication, as observers see it (see [`SnapshotStore::observe`]).
+#[derive(Debug, Clone)]
+pub struct PublishEvent {
+    /// What produced it.
+    pub kind: RefreshKind,
+    /// The generation published (also `current.number()`).
+    pub generation: u64,
+    /// The generation published.
+    pub current: Arc<Generation>,
+    /// Where the differences from the previously published generation can be:
+    /// `None` when anywhere (a full rescan), else the places re-read (a superset of
+    /// what changed; empty for a compaction, which changes no content).
+    pub touched: Option<Vec<Touched>>,
+    /// When the watcher read the first file-system event of the batch that led to
+    /// this publication (`None` when it came from a rescan or an explicit refresh).
+    pub event_seen: Option<Instant>,
+}
+
+/// A publication observer (see [`SnapshotStore::observe`]).
+pub type PublishObserver = Box<dyn Fn(&PublishEvent) + Send + Sync>;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -84,6 +162,7 @@ impl Default for StoreOptions {
             compact_min_records: 65_536,
             compact_percent: 10,
             persist_after: Some(Duration::from_secs(60)),
+            progress: None,
         }
     }
 }
@@ -293,6 +372,9 @@ struct UpdState {
     /// The served base is not known to match the tree (opened from disk).
     needs_reconcile: bool,
     last_change: Instant,
+    /// When the watcher read the events now being applied (see
+    /// [`PublishEvent::event_seen`]).
+    event_seen: Option<Instant>,
 }
 
 struct Inner {
@@ -305,6 +387,8 @@ struct Inner {
     heavy: Mutex<()>,
     watcher: Mutex<Option<Watcher>>,
     maint: Mutex<Option<mpsc::Sender<Maint>>>,
+    /// Called on every publication, under the update lock (see `observe`).
+    observers: Mutex<Vec<PublishObserver>>,
     _lock: File,
 }
 
@@ -481,10 +565,13 @@ impl SnapshotStore {
                     one_file_system: opts.one_file_system,
                     generation: g,
                 };
-                let (model, report) =
-                    crate::scan::scan_visit(root, &bopts, &|_| None, &mut |p, fd| {
-                        handles.register(p, fd)
-                    })?;
+                let (model, report) = crate::scan::scan_visit_progress(
+                    root,
+                    &bopts,
+                    &|_| None,
+                    &mut |p, fd| handles.register(p, fd),
+                    opts.progress.as_ref().map(|p| &*p.0),
+                )?;
                 handles.complete = handles.failures == 0;
                 let path = state_dir.join(base_file_name(name, g));
                 let (header, archive) = encode(&model)?;
@@ -517,10 +604,12 @@ impl SnapshotStore {
                 pending_unknown: Vec::new(),
                 needs_reconcile: source == OpenSource::Opened,
                 last_change: Instant::now(),
+                event_seen: None,
             }),
             heavy: Mutex::new(()),
             watcher: Mutex::new(watcher),
             maint: Mutex::new(None),
+            observers: Mutex::new(Vec::new()),
             _lock: lock_file,
         };
         let report = OpenReport {
@@ -555,6 +644,18 @@ impl SnapshotStore {
     /// The store (module) name.
     pub fn name(&self) -> &str {
         &self.inner.name
+    }
+
+    /// Calls `f` with every generation published from now on, in order, and returns
+    /// the generation current at registration (the one the first event's differences
+    /// are relative to). `f` runs on the publishing thread while the store's update
+    /// lock is held: it must be quick (count, or hand the event to a thread of its
+    /// own) and must not call back into this store's refresh, rescan or compaction
+    /// (`current()` is fine). Observers stay registered for the life of the store.
+    pub fn observe(&self, f: PublishObserver) -> Arc<Generation> {
+        let _upd = lock(&self.inner.upd);
+        lock(&self.inner.observers).push(f);
+        self.current()
     }
 
     /// Re-reads the listed directories (module-relative; one level each: the
@@ -638,25 +739,46 @@ impl SnapshotStore {
         )?;
         let changed = stats.added + stats.removed + stats.changed > 0;
         rep.add(stats);
+        let touched = changed.then(|| reqs.iter().map(Touched::from).collect());
         if let Some(since) = st.since.as_mut() {
             since.extend(reqs);
         }
-        if changed {
-            rep.published = Some(self.publish(st, view));
+        if let Some(touched) = touched {
+            rep.published = Some(self.publish(st, view, RefreshKind::Incremental, Some(touched)));
         }
         Ok(rep)
     }
 
-    fn publish(&self, st: &mut UpdState, mut view: Snapshot) -> u64 {
+    fn publish(
+        &self,
+        st: &mut UpdState,
+        mut view: Snapshot,
+        kind: RefreshKind,
+        touched: Option<Vec<Touched>>,
+    ) -> u64 {
         let number = st.next_gen;
         st.next_gen += 1;
         st.last_change = Instant::now();
         view.generation = number;
-        self.inner.current.store(Arc::new(Generation {
+        let gen = Arc::new(Generation {
             number,
             snap: view,
             published: Instant::now(),
-        }));
+        });
+        self.inner.current.store(Arc::clone(&gen));
+        let observers = lock(&self.inner.observers);
+        if !observers.is_empty() {
+            let ev = PublishEvent {
+                kind,
+                generation: number,
+                current: gen,
+                touched,
+                event_seen: st.event_seen,
+            };
+            for f in observers.iter() {
+                f(&ev);
+            }
+        }
         number
     }
 
@@ -821,7 +943,10 @@ impl SnapshotStore {
                 }
             }
             let old_base = Arc::clone(&cur.base);
-            rep.published = Some(self.publish(&mut st, view));
+            // A compaction writes what is already published (the requests replayed
+            // were published as they were applied); a rescan may differ anywhere.
+            let touched = (kind != RefreshKind::FullRescan).then(Vec::new);
+            rep.published = Some(self.publish(&mut st, view, kind, touched));
             if !Arc::ptr_eq(&old_base, &self.current().base) {
                 old_base.retire();
             }
@@ -838,6 +963,16 @@ impl SnapshotStore {
     /// directory handle is still unknown belong to directories outside the module when
     /// the handle map is complete; otherwise they cost a full rescan.
     fn handle_events(&self, events: Vec<crate::watch::fanotify::WatchEvent>, overflow: bool) {
+        self.handle_events_seen(events, overflow, None)
+    }
+
+    /// [`handle_events`](Self::handle_events) for events the watcher read at `seen`.
+    fn handle_events_seen(
+        &self,
+        events: Vec<crate::watch::fanotify::WatchEvent>,
+        overflow: bool,
+        seen: Option<Instant>,
+    ) {
         if overflow {
             self.request_rescan();
         }
@@ -848,6 +983,7 @@ impl SnapshotStore {
         let mut failed = false;
         {
             let mut st = lock(&self.inner.upd);
+            st.event_seen = seen;
             let mut pending = events;
             for pass in 0..2 {
                 let mut reqs = Vec::new();
@@ -892,6 +1028,7 @@ impl SnapshotStore {
                     need_rescan = true;
                 }
             }
+            st.event_seen = None;
         }
         if need_rescan || failed {
             self.request_rescan();
@@ -964,12 +1101,13 @@ impl SnapshotStore {
             if batch.events.is_empty() && !batch.overflow && !batch.malformed {
                 continue;
             }
+            let seen = Instant::now();
             if !debounce.is_zero() {
                 std::thread::sleep(debounce);
                 let _ = w.drain(&mut batch);
             }
             let lost = batch.overflow || batch.malformed;
-            self.handle_events(batch.events, lost);
+            self.handle_events_seen(batch.events, lost, Some(seen));
         }
         // Hand the watcher back so a later start_background can reuse it.
         *lock(&self.inner.watcher) = Some(w);
@@ -1186,6 +1324,51 @@ mod tests {
             false,
         );
         assert!(visible(b"sub/c"));
+    }
+
+    #[test]
+    fn observers_see_each_publication_with_its_hints() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().join("root");
+        fs::create_dir_all(root.join("sub")).expect("mkdir");
+        fs::write(root.join("sub/f"), b"1").expect("write");
+        let progress = ScanProgress::new();
+        let opts = StoreOptions {
+            watch: false,
+            progress: Some(progress.clone()),
+            ..StoreOptions::default()
+        };
+        let (store, _) =
+            SnapshotStore::open_or_build_with(&root, &t.path().join("state"), "m", opts)
+                .expect("store");
+        assert_eq!(progress.entries(), 3, "root, sub, sub/f");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = Arc::clone(&seen);
+        let first = store.observe(Box::new(move |e: &PublishEvent| {
+            lock(&s2).push((e.kind, e.generation, e.touched.clone(), e.current.number()));
+        }));
+        assert_eq!(first.number(), store.current().number());
+        // Nothing changed: nothing published.
+        store.refresh(&[b"sub"]).expect("refresh");
+        assert!(lock(&seen).is_empty());
+        fs::write(root.join("sub/g"), b"2").expect("write");
+        let r = store.refresh(&[b"sub"]).expect("refresh");
+        fs::write(root.join("top"), b"3").expect("write");
+        store.rescan().expect("rescan");
+        store.compact().expect("compact");
+        let got = lock(&seen).clone();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].0, RefreshKind::Incremental);
+        assert_eq!(Some(got[0].1), r.published);
+        assert_eq!(got[0].2, Some(vec![Touched::Dir(b"sub".to_vec())]));
+        assert_eq!(got[1].0, RefreshKind::FullRescan);
+        assert_eq!(got[1].2, None);
+        assert_eq!(got[2].0, RefreshKind::Compaction);
+        assert_eq!(got[2].2, Some(Vec::new()));
+        for w in got.windows(2) {
+            assert!(w[0].1 < w[1].1, "generations increase");
+        }
+        assert!(got.iter().all(|g| g.1 == g.3));
     }
 
     #[test]

@@ -234,13 +234,19 @@ fn handle(mut s: UnixStream, stores: &Stores) {
 /// Serves the control socket on a thread; each connection is handled on a
 /// thread of its own.
 pub fn spawn_server(listener: UnixListener, stores: Arc<Stores>) -> std::io::Result<()> {
+    spawn_server_with(listener, Arc::new(move || Arc::clone(&stores)))
+}
+
+/// [`spawn_server`] that asks `stores` for the modules' stores at each
+/// request (a configuration reload changes them).
+pub fn spawn_server_with(listener: UnixListener, stores: Arc<dyn Fn() -> Arc<Stores> + Send + Sync>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("control".into())
         .spawn(move || {
             for conn in listener.incoming() {
                 match conn {
                     Ok(s) => {
-                        let st = Arc::clone(&stores);
+                        let st = stores();
                         if let Err(e) = std::thread::Builder::new()
                             .name("control-req".into())
                             .spawn(move || handle(s, &st))

@@ -60,7 +60,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Component, Path};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::{mpsc, Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use protocol::args::{ParsedArgs, ServerOptions};
@@ -123,19 +123,42 @@ impl Hooks {
     }
 }
 
-/// Per module, in configuration order (the order of `ServerState::modules`).
-static HOOKS: OnceLock<Vec<Hooks>> = OnceLock::new();
+/// Per module (name and hooks), in configuration order (the order of
+/// `ServerState::modules`); replaced by a configuration reload.
+static HOOKS: RwLock<Option<Arc<HookRegistry>>> = RwLock::new(None);
+
+/// Module names and their hooks, in configuration order.
+type HookRegistry = Vec<(String, Hooks)>;
+
+fn registry(config: &Config) -> Arc<HookRegistry> {
+    Arc::new(config.modules.iter().map(|m| (m.name.clone(), Hooks::from_module(m))).collect())
+}
 
 /// Registers the modules' hooks (once per process; later calls are ignored).
 /// Call with the configuration the server state is built from.
 pub fn install(config: &Config) {
-    let _ = HOOKS.set(config.modules.iter().map(Hooks::from_module).collect());
+    let mut g = HOOKS.write().unwrap_or_else(|p| p.into_inner());
+    if g.is_none() {
+        *g = Some(registry(config));
+    }
+}
+
+/// Replaces the modules' hooks (a configuration reload); sessions admitted
+/// from then on use the new ones, found by module name.
+pub fn reload(config: &Config) {
+    *HOOKS.write().unwrap_or_else(|p| p.into_inner()) = Some(registry(config));
 }
 
 /// The hooks of `module`, when it has any.
-fn hooks_for(state: &ServerState, module: &ModuleRuntime) -> Option<&'static Hooks> {
+fn hooks_for(state: &ServerState, module: &ModuleRuntime) -> Option<Hooks> {
     let i = state.modules.iter().position(|m| std::ptr::eq(&**m, module))?;
-    HOOKS.get()?.get(i).filter(|h| !h.is_empty())
+    let reg = HOOKS.read().unwrap_or_else(|p| p.into_inner()).clone()?;
+    // After a reload an older session's state may order modules differently.
+    let (_, h) = match reg.get(i) {
+        Some(e) if e.0 == module.name => e,
+        _ => reg.iter().rev().find(|e| e.0 == module.name)?,
+    };
+    Some(h.clone()).filter(|h| !h.is_empty())
 }
 
 // ---------------------------------------------------------------------------
@@ -481,6 +504,18 @@ pub fn run_hook(cmd: &[u8], env: &[(Vec<u8>, Vec<u8>)], stdin: &[u8], capture: b
     c.stdin(if stdin.is_empty() { Stdio::null() } else { Stdio::piped() });
     c.stdout(if capture { Stdio::piped() } else { Stdio::inherit() });
     c.process_group(0);
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls sigemptyset and sigprocmask (async-signal-safe) on a local set.
+    unsafe {
+        c.pre_exec(|| {
+            // The daemon blocks the signals it waits for with sigwait
+            // (SIGTERM, SIGINT, SIGHUP); a hook starts with none blocked.
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let mut child = match c.spawn() {
         Ok(ch) => ch,
         Err(e) => return HookOutcome { status: STATUS_ABNORMAL, output: Vec::new(), timed_out: false, error: Some(e) },
@@ -670,7 +705,7 @@ pub(crate) fn before_ok(s: &mut Session, module: &ModuleRuntime, early_input: &[
         user_name: s.user.clone().unwrap_or_default(),
         pid: session_pid(),
     };
-    let mut h = match SessionHooks::prepare(hooks, &conn, &crate::config::process_env) {
+    let mut h = match SessionHooks::prepare(&hooks, &conn, &crate::config::process_env) {
         Ok(h) => h,
         Err(e) => {
             // Stock exits in expand_vars() before any hook runs; the

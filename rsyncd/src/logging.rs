@@ -12,7 +12,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::access::hosts::{HostName, Peer, PeerInfo, SystemResolver, DNS_TIMEOUT};
 use crate::config::Config;
@@ -648,6 +648,8 @@ pub struct ModuleLog {
     pub format: Vec<u8>,
     /// `reverse lookup` of the module (`%h`).
     pub reverse_lookup: bool,
+    /// The module's name (finds its settings after a reload).
+    pub module: String,
 }
 
 /// The process-wide log configuration.
@@ -661,7 +663,25 @@ pub struct Logger {
     pub modules: Vec<ModuleLog>,
 }
 
-static LOGGER: OnceLock<Logger> = OnceLock::new();
+/// The log configuration in force ([`install`], replaced by [`reload`]).
+static LOGGER: RwLock<Option<Arc<Logger>>> = RwLock::new(None);
+
+fn logger() -> Option<Arc<Logger>> {
+    LOGGER.read().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// One module's settings in a [`Logger`] (derefs to its [`ModuleLog`]).
+pub struct ModuleLogRef {
+    logger: Arc<Logger>,
+    index: usize,
+}
+
+impl std::ops::Deref for ModuleLogRef {
+    type Target = ModuleLog;
+    fn deref(&self) -> &ModuleLog {
+        &self.logger.modules[self.index]
+    }
+}
 
 /// The sinks opened so far, shared between modules that name the same.
 #[derive(Default)]
@@ -706,6 +726,25 @@ fn target_for(
 /// Set up logging from the configuration (once per process; later calls
 /// are ignored).  Opens the log files now so errors show at start-up.
 pub fn install(config: &Config) {
+    if logger().is_some() {
+        return;
+    }
+    let l = Arc::new(build(config));
+    let mut g = LOGGER.write().unwrap_or_else(|p| p.into_inner());
+    if g.is_none() {
+        *g = Some(l);
+    }
+}
+
+/// Replaces the log configuration (a configuration reload): the log files
+/// are opened again (so a rotated file is followed), lines from then on use
+/// the new settings; a module's lines are found by its name.
+pub fn reload(config: &Config) {
+    let l = Arc::new(build(config));
+    *LOGGER.write().unwrap_or_else(|p| p.into_inner()) = Some(l);
+}
+
+fn build(config: &Config) -> Logger {
     let mut sinks = Sinks::default();
     let g = &config.global;
     let gfac = facility(&g.syslog_facility).unwrap_or(libc::LOG_DAEMON);
@@ -738,13 +777,14 @@ pub fn install(config: &Config) {
             // Stock resolves the name at connect time when the global
             // `reverse lookup` is on, whatever the module says.
             reverse_lookup: g.reverse_lookup || m.reverse_lookup,
+            module: m.name.clone(),
         })
         .collect();
-    let _ = LOGGER.set(Logger {
+    Logger {
         global,
         reverse_lookup: g.reverse_lookup,
         modules,
-    });
+    }
 }
 
 thread_local! {
@@ -777,12 +817,19 @@ fn host_name(peer: &SocketAddr, reverse: bool) -> String {
 fn module_log(
     state: &crate::module::ServerState,
     module: &crate::module::ModuleRuntime,
-) -> Option<&'static ModuleLog> {
+) -> Option<ModuleLogRef> {
     let i = state
         .modules
         .iter()
         .position(|m| std::ptr::eq(&**m, module))?;
-    LOGGER.get()?.modules.get(i)
+    let logger = logger()?;
+    // After a reload the state of an older session may order its modules
+    // differently: then the module's settings are found by name.
+    let index = match logger.modules.get(i) {
+        Some(ml) if ml.module == module.name => i,
+        _ => logger.modules.iter().rposition(|ml| ml.module == module.name)?,
+    };
+    Some(ModuleLogRef { logger, index })
 }
 
 /// "connect from HOST (ADDR)" (mirrors clientserver.c `start_daemon()`).
@@ -793,7 +840,7 @@ pub fn unknown_peer() -> SocketAddr {
 }
 
 pub fn log_connect(peer: &SocketAddr) {
-    let Some(l) = LOGGER.get() else { return };
+    let Some(l) = logger() else { return };
     let addr = Peer::from_socket(peer).addr.to_string();
     let host = host_name(peer, l.reverse_lookup);
     l.global
@@ -809,6 +856,7 @@ pub fn log_request(
     user: Option<&[u8]>,
     args: &[Vec<u8>],
 ) {
+    crate::metrics::transfer_started();
     let Some(ml) = module_log(state, module) else {
         return;
     };
@@ -868,7 +916,7 @@ pub fn log_global(line: &str) {
         "{}",
         String::from_utf8_lossy(&escape_controls(line.as_bytes()))
     );
-    if let Some(l) = LOGGER.get() {
+    if let Some(l) = logger() {
         l.global.write(line.as_bytes());
     }
 }
@@ -877,7 +925,7 @@ pub fn log_global(line: &str) {
 /// chosen (stock's `start_daemon()`: names only with the global `reverse
 /// lookup`).
 fn global_names(peer: Option<SocketAddr>) -> (String, String) {
-    peer_names(peer, LOGGER.get().is_none_or(|l| l.reverse_lookup))
+    peer_names(peer, logger().is_none_or(|l| l.reverse_lookup))
 }
 
 /// "module-list request from HOST (ADDR)" (mirrors clientserver.c
@@ -890,6 +938,7 @@ pub fn log_list_request(peer: Option<SocketAddr>) {
 /// "unknown module 'NAME' tried from HOST (ADDR)" (mirrors clientserver.c
 /// `start_daemon()`); the name with control characters escaped.
 pub fn log_unknown_module(peer: Option<SocketAddr>, name: &[u8]) {
+    crate::metrics::refused(crate::metrics::Refusal::UnknownModule, None);
     let (addr, host) = global_names(peer);
     let name = String::from_utf8_lossy(name);
     log_global(&format!(
@@ -939,6 +988,7 @@ pub fn log_summary(
     module: &crate::module::ModuleRuntime,
     stats: &protocol::stats::Stats,
 ) {
+    crate::metrics::transfer_completed(&module.name, u64::try_from(stats.total_written).unwrap_or(0));
     let Some(ml) = module_log(&s.state, module) else {
         return;
     };
@@ -1000,6 +1050,7 @@ pub(crate) fn log_sent(
     queued_before: u64,
     o: &protocol::args::ServerOptions,
 ) {
+    crate::metrics::file_sent(&module.name);
     if !module_log(&s.state, module).is_some_and(|m| m.transfer_logging) {
         return;
     }

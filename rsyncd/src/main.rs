@@ -58,10 +58,14 @@ struct Cli {
     /// replay the cached bytes instead of encoding the list again.
     #[arg(long, value_name = "MIB", default_value_t = (rsyncd::module::DEFAULT_FLIST_CACHE_BYTES >> 20) as u64)]
     flist_cache_mb: u64,
+    /// Serve Prometheus metrics on ADDR (`host:port`, or a port on
+    /// 127.0.0.1); overrides the config's `metrics address`.
+    #[arg(long, value_name = "ADDR")]
+    metrics_address: Option<String>,
     /// Keep every privilege the daemon started with.  By default a daemon
     /// started as root drops all capabilities but reading any file
-    /// (`cap_dac_read_search`) and binding privileged ports once its sockets
-    /// are bound, and sets no_new_privs (hooks run with the same limits).
+    /// (`cap_dac_read_search`) once its sockets are bound and its watchers
+    /// set up, and sets no_new_privs (hooks run with the same limits).
     #[arg(long)]
     keep_privileges: bool,
     /// More logging (repeat for debug).
@@ -186,6 +190,11 @@ fn persist_all(st: &rsyncd::module::ServerState) {
             Err(e) => tracing::warn!(module = %m.name, "persisting the snapshot failed: {e}"),
         }
     }
+    for c in st.modules.iter().filter_map(|m| m.sum_cache.as_ref()) {
+        if let Err(e) = c.persist_if_dirty() {
+            tracing::warn!("writing the checksum cache failed: {e}");
+        }
+    }
 }
 
 /// Blocks SIGTERM and SIGINT in this thread (and so in every thread started
@@ -270,15 +279,20 @@ fn handle_signals(state: ShutdownSlot, drain_timeout: Duration) -> anyhow::Resul
 /// are bound and its fanotify watchers set up (see [`hardening::restrict`]
 /// and docs/security.md), in this thread and in the signal thread (the only
 /// other thread at this point).
-fn drop_privileges(cfg: &config::Config, signals: &SignalThread) -> anyhow::Result<()> {
+fn drop_privileges(cfg: &config::Config, metrics_port: Option<u16>, signals: &SignalThread) -> anyhow::Result<()> {
     use hardening::{CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_NET_BIND_SERVICE};
     // Reading every module tree whatever its modes (the module identity's
-    // permissions are applied by the daemon itself); binding a privileged
-    // port again (a configuration reload); O_NOATIME on files of other
-    // users when a module asks for `open noatime`.
-    let mut keep = vec![CAP_DAC_READ_SEARCH, CAP_NET_BIND_SERVICE];
+    // permissions are applied by the daemon itself); O_NOATIME on files of
+    // other users when a module asks for `open noatime`; binding the
+    // metrics endpoint if it is on a privileged port (it is bound after
+    // this, so that its thread starts restricted).  The listeners are
+    // bound once: a reload cannot change them.
+    let mut keep = vec![CAP_DAC_READ_SEARCH];
     if cfg.modules.iter().any(|m| m.open_noatime == Some(true)) {
         keep.push(CAP_FOWNER);
+    }
+    if metrics_port.is_some_and(|p| p != 0 && p < 1024) {
+        keep.push(CAP_NET_BIND_SERVICE);
     }
     let r = hardening::restrict(&keep).context("dropping privileges (--keep-privileges skips this)")?;
     let keep2 = keep.clone();
@@ -417,6 +431,9 @@ fn rsh_peer() -> Option<std::net::SocketAddr> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mode = mode_of(&cli)?;
+    // Sockets passed by systemd (socket activation): taken before any
+    // thread starts, as taking them clears the LISTEN_* variables.
+    let activated = if mode == Mode::Listen && cli.command.is_none() { rsyncd::systemd::take_listen_fds()? } else { Vec::new() };
     let level = match cli.verbose {
         // A one-shot session shares stderr with the client's terminal (ssh,
         // RSYNC_CONNECT_PROG): only warnings by default.
@@ -488,6 +505,16 @@ fn main() -> anyhow::Result<()> {
         // What start-up would check beyond the syntax: identities, ACLs.
         let daemon = rsyncd::access::identity::process_identity();
         let mut bad = 0;
+        if let Err(e) = rsyncd::triggers::specs(&cfg) {
+            eprintln!("{e}");
+            bad += 1;
+        }
+        if let Some(a) = cli.metrics_address.as_ref().or(cfg.global.metrics_address.as_ref()) {
+            if let Err(e) = rsyncd::metrics::parse_address(a) {
+                eprintln!("{e}");
+                bad += 1;
+            }
+        }
         for m in &cfg.modules {
             if !m.path.is_dir() {
                 eprintln!("module {}: path {} is not a directory", m.name, m.path.display());
@@ -524,6 +551,9 @@ fn main() -> anyhow::Result<()> {
         Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
     }
     let shutdown = Arc::new(Mutex::new(None));
+    // SIGHUP reloads the configuration (see rsyncd::reload); blocked here,
+    // before any thread starts, and waited for once serving.
+    let hangup = rsyncd::reload::block_sighup()?;
     let signals = handle_signals(shutdown.clone(), cfg.global.drain_timeout)?;
     // Stock writes the pid file of a listening daemon right after reading its
     // configuration, and removes it when it exits (clientserver.c
@@ -550,6 +580,7 @@ fn main() -> anyhow::Result<()> {
     };
     let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, settings, port, !cli.no_watch)?);
     *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.clone(), state_dir.clone()));
+    // Sockets first (the listeners, the control socket), while root.
     let control = match rsyncd::control::bind(&state_dir) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -558,17 +589,50 @@ fn main() -> anyhow::Result<()> {
         }
     };
     let net = rsyncd::server::NetSettings::from_global(&cfg.global)?;
-    let listeners = rsyncd::server::bind_all(&state, ip, &net)?;
-    // Everything that needs root is done: sockets bound, fanotify marks set,
-    // snapshots, pid file, logs and control socket open.
+    let listeners = bind_or_take(&state, ip, &net, activated)?;
+    rsyncd::metrics::set_listener_ports(listeners.iter().map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0)).collect());
+    let metrics_addr = match cli.metrics_address.as_ref().or(cfg.global.metrics_address.as_ref()) {
+        Some(a) => Some(rsyncd::metrics::parse_address(a).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    // Everything that needs root is done (sockets bound, fanotify marks
+    // set, snapshots, pid file and logs open); no other thread than the
+    // signal thread runs yet.
     if !cli.keep_privileges {
-        drop_privileges(&cfg, &signals)?;
+        drop_privileges(&cfg, metrics_addr.map(|a| a.port()), &signals)?;
     }
-    // Watchers and maintenance run for the life of the process.
-    let _background = rsyncd::server::start_background(&state);
+    // Watchers, maintenance and change triggers run for the life of the
+    // process; a reload updates them.
+    let triggers = rsyncd::triggers::Triggers::start(&cfg, rsyncd::triggers::BACKOFF_BASE).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let backgrounds = rsyncd::server::start_background_set(&state, Some(triggers.clone()));
+    let shared = rsyncd::reload::SharedState::new(state.clone());
     if let Some(l) = control {
-        rsyncd::control::spawn_server(l, Arc::new(state.stores.clone()))?;
+        let sh = shared.clone();
+        rsyncd::control::spawn_server_with(l, Arc::new(move || Arc::new(sh.load().stores.clone())))?
     }
+    if let Some(addr) = metrics_addr {
+        let sh = shared.clone();
+        let bound =
+            rsyncd::metrics::spawn_server(addr, Arc::new(move || sh.load())).with_context(|| format!("cannot serve metrics on {addr}"))?;
+        eprintln!("rsyncd: metrics on http://{bound}/metrics");
+    }
+    let reloader = rsyncd::reload::Reloader {
+        shared: shared.clone(),
+        config_path: if embedded.is_some() { None } else { Some(cli.config.clone().unwrap_or_else(|| PathBuf::from("/etc/rsyncd.conf"))) },
+        state_dir: state_dir.clone(),
+        settings: state.settings.clone(),
+        cli_port: cli.port,
+        default_port,
+        watch: !cli.no_watch,
+        backgrounds,
+        triggers: Some(triggers),
+        global: cfg.global.clone(),
+        on_reload: Some({
+            let (slot, dir) = (shutdown.clone(), state_dir.clone());
+            Box::new(move |st| *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((st.clone(), dir.clone())))
+        }),
+    };
+    rsyncd::reload::spawn_sighup_handler(hangup, reloader)?;
     for (l, spec) in listeners.iter().zip(&state.listeners) {
         let local = l.local_addr()?;
         let names: Vec<&str> =
@@ -587,6 +651,49 @@ fn main() -> anyhow::Result<()> {
         let host = if local.ip().is_unspecified() { "127.0.0.1".to_string() } else { local.ip().to_string() };
         eprintln!("rsyncd: try: rsync -av rsync://{host}:{}/{name}/ /tmp/{name}-copy/", local.port());
     }
-    rsyncd::server::serve_all(listeners, state, net)?;
+    rsyncd::systemd::notify_or_log(&format!(
+        "READY=1\nSTATUS=serving {} module(s) on {} listener(s)",
+        state.modules.len(),
+        listeners.len()
+    ));
+    drop(state);
+    rsyncd::server::serve_all_shared(listeners, shared, net)?;
     Ok(())
+}
+
+/// The listeners of `state`: the sockets systemd passed (socket activation,
+/// matched by port, see [`rsyncd::systemd::assign`]) and, for the others,
+/// sockets bound on `ip` as without activation.
+fn bind_or_take(
+    state: &rsyncd::module::ServerState,
+    ip: IpAddr,
+    net: &rsyncd::server::NetSettings,
+    activated: Vec<rsyncd::systemd::PassedSocket>,
+) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    if activated.is_empty() {
+        return Ok(rsyncd::server::bind_all(state, ip, net)?);
+    }
+    let ports: Vec<u16> = state.listeners.iter().map(|l| l.port).collect();
+    let (slots, unused) = rsyncd::systemd::assign(&ports, activated);
+    for u in unused {
+        tracing::warn!(address = ?u.listener.local_addr().ok(), name = ?u.name, "socket from systemd matches no listener port; closed");
+    }
+    let mut out = Vec::with_capacity(slots.len());
+    for (slot, port) in slots.into_iter().zip(ports) {
+        match slot {
+            Some(l) => {
+                for (name, e) in rsyncd::server::apply_socket_options(&l, &net.socket_options) {
+                    tracing::warn!("failed to set socket option {}: {e}", name.name());
+                }
+                tracing::info!(address = ?l.local_addr().ok(), "listening socket from systemd");
+                out.push(l);
+            }
+            None => {
+                let addr = std::net::SocketAddr::new(ip, port);
+                let l = rsyncd::server::bind_listener(addr, net).with_context(|| format!("cannot bind {addr}"))?;
+                out.push(l);
+            }
+        }
+    }
+    Ok(out)
 }

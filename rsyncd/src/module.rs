@@ -64,6 +64,10 @@ pub struct ModuleRuntime {
     /// `use chroot`, `munge symlinks`, `numeric ids`, `ignore errors`, `dont compress`,
     /// `open noatime`, `outgoing chmod`, `max verbosity` (see [`crate::session::modopts`]).
     pub opts: crate::session::modopts::ModuleOpts,
+    /// `fullfiletimelist`: the generated list served at the top, if any.
+    pub ffl: Option<crate::ffl::Ffl>,
+    /// `checksum cache`: stored `-c` checksums (shared per store).
+    pub sum_cache: Option<Arc<crate::sumcache::SumCache>>,
 }
 
 /// Default budget of the shared file-list cache: 256 MiB (a 1M-entry

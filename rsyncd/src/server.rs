@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use filelist_cache::{Background, OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
+use filelist_cache::{OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
 use protocol::error::DecodeError;
 use protocol::filter::{DaemonFilterParams, FilterList};
 
@@ -159,14 +159,36 @@ fn module_runtime(
         listener,
         rules,
         opts: crate::session::modopts::ModuleOpts::for_module(m),
+        ffl: m.fullfiletimelist.clone().map(|n| crate::ffl::Ffl::new(n, m.fullfiletimelist_checksums.clone())),
+        sum_cache: m.checksum_cache.then(|| crate::sumcache::SumCache::shared(state_dir, store_name, m.checksum_cache_rate)),
     })
 }
 
 /// Open (or build) one module's snapshot store; logs how, and whether its
 /// fanotify watcher is active. Returns the store and that flag.
 fn open_store(module: &str, path: &Path, state_dir: &Path, store_name: &str, watch: bool) -> Result<(SnapshotStore, bool), String> {
-    let (store, report) = SnapshotStore::open_or_build_with(path, state_dir, store_name, StoreOptions { watch, ..StoreOptions::default() })
-        .map_err(|e| format!("snapshot of {}: {e}", path.display()))?;
+    open_store_locked(module, path, state_dir, store_name, watch).map_err(|(e, _)| e)
+}
+
+/// [`open_store`]; the error says whether the store's lock is held (by
+/// another process, or by a store of this one still in use).
+fn open_store_locked(
+    module: &str,
+    path: &Path,
+    state_dir: &Path,
+    store_name: &str,
+    watch: bool,
+) -> Result<(SnapshotStore, bool), (String, bool)> {
+    // A first build of a large tree on a terminal shows its progress.
+    let progress = filelist_cache::ScanProgress::new();
+    let display = crate::progress::start(module, progress.clone());
+    let opts = StoreOptions { watch, progress: Some(progress), ..StoreOptions::default() };
+    let opened = SnapshotStore::open_or_build_with(path, state_dir, store_name, opts);
+    drop(display);
+    let (store, report) = opened.map_err(|e| {
+        let locked = matches!(e, filelist_cache::StoreError::Locked { .. });
+        (format!("snapshot of {}: {e}", path.display()), locked)
+    })?;
     for (file, why) in &report.rejected {
         tracing::warn!(module = %module, file = %file.display(), "snapshot file rejected (rebuilt): {why}");
     }
@@ -235,50 +257,27 @@ fn store_names(config: &Config) -> Vec<String> {
 /// available.
 pub const FALLBACK_RESCAN_INTERVAL: Duration = Duration::from_secs(300);
 
-/// Background work of the served modules; dropping it stops the watchers
-/// and maintenance threads.
-pub struct ModuleBackground {
-    _stores: Vec<Background>,
+/// Starts module `m`'s `checksum cache` filler on `store`, when it has one
+/// (modules sharing a store share its cache and its one filler).
+pub(crate) fn start_sum_filler(m: &ModuleRuntime, store: &SnapshotStore) -> Option<crate::sumcache::Filler> {
+    let cache = m.sum_cache.as_ref()?;
+    match cache.start(store.clone(), &m.path, &m.name) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(module = %m.name, "cannot start the checksum cache: {e}");
+            None
+        }
+    }
 }
 
 /// Starts every module store's background work (fanotify watcher and
-/// maintenance) and, where wanted, a periodic full rescan: every
-/// `rescan interval` seconds, or [`FALLBACK_RESCAN_INTERVAL`] when unset and
-/// the watcher could not be set up.  Keep the handle alive while serving.
-pub fn start_background(state: &ServerState) -> ModuleBackground {
-    let mut bgs = Vec::new();
-    let mut started: Vec<SnapshotStore> = Vec::new();
-    for m in &state.modules {
-        let Some(store) = m.store.if_open() else { continue };
-        if started.iter().any(|s| s.name() == store.name()) {
-            continue;
-        }
-        started.push(store.clone());
-        bgs.push(store.start_background());
-        let watching = m.store.watching();
-        let interval = match m.rescan_interval {
-            Some(0) => None,
-            Some(n) => Some(Duration::from_secs(u64::from(n))),
-            None if watching => None,
-            None => Some(FALLBACK_RESCAN_INTERVAL),
-        };
-        if let Some(every) = interval {
-            tracing::info!(module = %m.name, seconds = every.as_secs(), "periodic rescan");
-            let store = store.clone();
-            let name = m.name.clone();
-            let spawned = std::thread::Builder::new().name(format!("rescan-{}", store.name())).spawn(move || loop {
-                std::thread::sleep(every);
-                match store.rescan() {
-                    Ok(r) => tracing::debug!(module = %name, published = ?r.published, "periodic rescan"),
-                    Err(e) => tracing::warn!(module = %name, "periodic rescan failed: {e}"),
-                }
-            });
-            if let Err(e) = spawned {
-                tracing::warn!(module = %m.name, "cannot start the rescan thread: {e}");
-            }
-        }
-    }
-    ModuleBackground { _stores: bgs }
+/// maintenance, periodic rescans, `checksum cache` fillers) as a
+/// [`crate::reload::Backgrounds`] set that a configuration reload can update, with the stores' publications reported
+/// to the metrics and to `triggers`.
+pub fn start_background_set(state: &ServerState, triggers: Option<Arc<crate::triggers::Triggers>>) -> crate::reload::Backgrounds {
+    let mut set = crate::reload::Backgrounds::new(triggers);
+    set.sync(state);
+    set
 }
 
 /// The listener ports a configuration needs: the main port first, then each
@@ -299,7 +298,7 @@ pub fn listener_ports(config: &Config, main_port: u16) -> Vec<u16> {
 /// shared server state.  `main_port` is the port of the main listener
 /// (modules without a `daemon port`); `watch` sets up the stores' fanotify
 /// watchers (call this before dropping privileges).  Start the stores'
-/// background work with [`start_background`] before serving.
+/// background work with [`start_background_set`] before serving.
 pub fn build_state(
     config: &Config,
     state_dir: &Path,
@@ -320,14 +319,46 @@ pub fn build_state_with(
     watch: bool,
     lazy: bool,
 ) -> Result<ServerState, StartError> {
+    build_state_from(config, state_dir, settings, main_port, watch, lazy, None)
+}
+
+/// [`build_state`] for a configuration reload: modules of `old` with the
+/// same name and path keep their open store (snapshot, watcher, background
+/// work); the others are opened (or built) now, under another store name
+/// when theirs is still held by a store of `old` (`NAME~rN`); the listeners
+/// keep `old`'s session caps when the ports are the same.
+pub fn build_state_reusing(
+    config: &Config,
+    state_dir: &Path,
+    settings: SessionSettings,
+    main_port: u16,
+    watch: bool,
+    old: &ServerState,
+) -> Result<ServerState, StartError> {
+    build_state_from(config, state_dir, settings, main_port, watch, false, Some(old))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_state_from(
+    config: &Config,
+    state_dir: &Path,
+    settings: SessionSettings,
+    main_port: u16,
+    watch: bool,
+    lazy: bool,
+    reuse: Option<&ServerState>,
+) -> Result<ServerState, StartError> {
     std::fs::create_dir_all(state_dir).map_err(|e| StartError::Module {
         module: "*".into(),
         message: format!("creating state dir {}: {e}", state_dir.display()),
     })?;
     let daemon = identity::process_identity();
     let ports = listener_ports(config, main_port);
-    let names = store_names(config);
+    let mut names = store_names(config);
     let mut opened = Vec::new();
+    if let Some(old) = reuse {
+        reuse_stores(config, state_dir, watch, old, &mut names, &mut opened)?;
+    }
     let mut modules = Vec::new();
     for (m, store_name) in config.modules.iter().zip(&names) {
         let listener = m.daemon_port.and_then(|p| ports.iter().position(|&q| q == p)).unwrap_or(0);
@@ -354,15 +385,78 @@ pub fn build_state_with(
         Some(p) => Some(std::fs::read(p).map_err(|err| StartError::Motd { path: p.clone(), err })?),
         None => None,
     };
+    let same_ports = reuse.is_some_and(|old| old.listeners.iter().map(|l| l.port).eq(ports.iter().copied()));
     let listeners = ports
         .iter()
-        .map(|&port| ListenerSpec {
+        .enumerate()
+        .map(|(i, &port)| ListenerSpec {
             port,
-            caps: SessionCaps::new(config.global.max_sessions, config.global.max_sessions_per_host),
+            caps: match reuse {
+                Some(old) if same_ports => old.listeners[i].caps.clone(),
+                _ => SessionCaps::new(config.global.max_sessions, config.global.max_sessions_per_host),
+            },
         })
         .collect();
     let flist_cache = crate::session::liststream::FlistCache::new(settings.flist_cache_bytes);
     Ok(ServerState { modules, stores, listeners, motd, settings, daemon_is_root: daemon.is_root(), flist_cache })
+}
+
+/// Opens the stores of a reloaded configuration ahead of
+/// [`module_runtime`]: a module of `old` with the same name and path keeps
+/// its store; another module's store is opened now, under `NAME~rN` when
+/// its name is held by a store still in use. Sets `names` to the store
+/// names used and records the stores in `opened`.
+fn reuse_stores(
+    config: &Config,
+    state_dir: &Path,
+    watch: bool,
+    old: &ServerState,
+    names: &mut [String],
+    opened: &mut Vec<(String, PathBuf, SnapshotStore, bool)>,
+) -> Result<(), StartError> {
+    let held: Vec<String> = old.modules.iter().filter_map(|m| m.store.if_open().map(|s| s.name().to_string())).collect();
+    for (i, m) in config.modules.iter().enumerate() {
+        let same = old.modules.iter().rev().find(|o| o.name == m.name && o.path == m.path && o.store.if_open().is_some());
+        if let Some(o) = same {
+            let store = o.store.if_open().cloned().ok_or_else(|| StartError::Module {
+                module: m.name.clone(),
+                message: "store vanished".into(),
+            })?;
+            names[i] = store.name().to_string();
+            if !opened.iter().any(|(n, p, _, _)| *n == names[i] && *p == m.path) {
+                opened.push((names[i].clone(), m.path.clone(), store, o.store.watching()));
+            }
+            continue;
+        }
+        // A second definition of a module opened above shares its store.
+        if let Some(j) = (0..i).find(|&j| config.modules[j].name == m.name && config.modules[j].path == m.path) {
+            names[i] = names[j].clone();
+            continue;
+        }
+        let base = names[i].clone();
+        let mut candidate = base.clone();
+        let mut n = 0;
+        loop {
+            let taken = held.contains(&candidate) || names[..i].contains(&candidate) || opened.iter().any(|(x, _, _, _)| *x == candidate);
+            if !taken {
+                match open_store_locked(&m.name, &m.path, state_dir, &candidate, watch) {
+                    Ok((store, watching)) => {
+                        opened.push((candidate.clone(), m.path.clone(), store, watching));
+                        names[i] = candidate;
+                        break;
+                    }
+                    Err((_, true)) if n < 16 => {}
+                    Err((message, _)) => return Err(StartError::Module { module: m.name.clone(), message }),
+                }
+            }
+            n += 1;
+            if n > 16 {
+                return Err(StartError::Module { module: m.name.clone(), message: format!("no free store name near {base}") });
+            }
+            candidate = format!("{base}~r{n}");
+        }
+    }
+    Ok(())
 }
 
 /// Most sessions served at once per listener by default (`max sessions`).
@@ -517,12 +611,19 @@ pub fn bind_all(state: &ServerState, address: IpAddr, net: &NetSettings) -> std:
 /// [`begin_drain`]) the accept loops end and this waits for the process to
 /// exit (the signal handler ends it when the sessions are done).
 pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>, net: NetSettings) -> std::io::Result<()> {
+    serve_all_shared(listeners, crate::reload::SharedState::new(state), net)
+}
+
+/// [`serve_all`] where each new connection is served with the state
+/// `shared` holds when it is accepted (a reload replaces it; sessions keep
+/// the one they started with).
+pub fn serve_all_shared(listeners: Vec<TcpListener>, shared: Arc<crate::reload::SharedState>, net: NetSettings) -> std::io::Result<()> {
     let net = Arc::new(net);
     let mut handles = Vec::new();
     for (i, l) in listeners.into_iter().enumerate() {
-        let st = state.clone();
+        let st = shared.clone();
         let net = net.clone();
-        handles.push(std::thread::Builder::new().name(format!("accept-{i}")).spawn(move || serve(l, st, i, net))?);
+        handles.push(std::thread::Builder::new().name(format!("accept-{i}")).spawn(move || serve_shared(l, st, i, net))?);
     }
     for h in handles {
         let _ = h.join();
@@ -543,6 +644,7 @@ fn enter(caps: &Arc<SessionCaps>, stream: &TcpStream, peer: SocketAddr) -> Optio
                 CapExceeded::Total(n) | CapExceeded::PerHost(n) => n,
             };
             tracing::info!(peer = %peer, "session refused: {why:?}");
+            crate::metrics::refused(crate::metrics::Refusal::MaxSessions, None);
             send_busy(stream, n);
             None
         }
@@ -673,6 +775,7 @@ fn admit_handshake(pool: &Arc<HandshakePool>, stream: &TcpStream, client: Socket
         }
         Err(why @ (HandshakeRefused::PerHost(n) | HandshakeRefused::Full(n))) => {
             tracing::info!(peer = %client, "session refused: too many connections in their handshake ({why:?})");
+            crate::metrics::refused(crate::metrics::Refusal::MaxSessions, None);
             send_busy(stream, n);
             None
         }
@@ -763,7 +866,12 @@ fn is_out_of_fds(e: &std::io::Error) -> bool {
 
 /// Accept connections on listener `index` until the daemon drains.
 pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: Arc<NetSettings>) {
-    let caps = match state.listeners.get(index) {
+    serve_shared(listener, crate::reload::SharedState::new(state), index, net)
+}
+
+/// [`serve`] with the state `shared` holds when each connection arrives.
+pub fn serve_shared(listener: TcpListener, shared: Arc<crate::reload::SharedState>, index: usize, net: Arc<NetSettings>) {
+    let caps = match shared.load().listeners.get(index) {
         Some(l) => l.caps.clone(),
         None => return,
     };
@@ -805,6 +913,8 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
         if draining() {
             return;
         }
+        let state = shared.load();
+        crate::metrics::connection_accepted(index);
         for (name, e) in apply_socket_options(&stream, &net.socket_options) {
             tracing::debug!(peer = %peer, "failed to set socket option {}: {e}", name.name());
         }
@@ -843,6 +953,7 @@ pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: 
                 "proxy protocol rejected from untrusted peer {} ({addr})",
                 HostName::Undetermined.shown()
             ));
+            crate::metrics::refused(crate::metrics::Refusal::ProxyUntrusted, None);
             continue;
         }
         let Ok(waiting) = pending.try_enter(peer.ip()) else {

@@ -188,7 +188,7 @@ fn a_second_signal_or_the_drain_timeout_ends_the_drain() {
 
     // drain timeout = 1: SIGTERM alone ends it although the session stalls.
     let cfg = conf(t.path(), &root, "drain timeout = 1");
-    let mut d = Daemon::start_config(&cfg, &state, 1, &["--no-watch"]);
+    let mut d = Daemon::start_config(&cfg, &state, &["--no-watch"]);
     let (client, _) = pull_stopped_in(d.pid(), &url(&d), &t.path().join("c2"), &root.join("a.big"));
     signal(d.pid(), libc::SIGTERM);
     let status = wait_timeout(&mut d.child, Duration::from_secs(30)).expect("the drain timeout ends the wait");
@@ -304,7 +304,7 @@ fn files_changing_during_a_transfer_end_as_with_stock() {
                 let again = rsync(&["-aS", "--delete", &format!("rsync://127.0.0.1:{}/mod/", s.port), dest.to_str().unwrap()]);
                 (code, err, again)
             } else {
-                let d = Daemon::start_config(&cfg, &t.path().join("state"), 1, &["--no-watch"]);
+                let d = Daemon::start_config(&cfg, &t.path().join("state"), &["--no-watch"]);
                 let (code, err) = faulted_pull(d.pid(), d.port, &root, &dest, change);
                 d.refresh(&t.path().join("state"), None);
                 let again = rsync(&["-aS", "--delete", &format!("rsync://127.0.0.1:{}/mod/", d.port), dest.to_str().unwrap()]);

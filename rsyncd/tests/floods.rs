@@ -83,7 +83,7 @@ fn idle_and_trickling_connections_end_at_the_handshake_deadline() {
     let t = tempfile::tempdir().unwrap();
     let root = tree(t.path());
     let conf = write_conf(t.path(), "handshake timeout = 3\nuse chroot = no", &format!("[mod]\npath = {}\n", root.display()));
-    let d = Daemon::start_config(&conf, &t.path().join("state"), 1, &["--no-watch"]);
+    let d = Daemon::start_config(&conf, &t.path().join("state"), &["--no-watch"]);
     let threads_before = proc_status(d.pid(), "Threads");
 
     struct Conn {
@@ -166,7 +166,7 @@ fn a_flood_of_idle_connections_is_bounded_and_pulls_still_complete() {
         "handshake timeout = 40\nuse chroot = no",
         &format!("[pub]\npath = {r}\n[priv]\npath = {r}\ndaemon port = {private}\nlist = no\n", r = root.display()),
     );
-    let d = Daemon::start_config(&conf, &t.path().join("state"), 2, &["--no-watch"]);
+    let d = Daemon::start_config_listeners(&conf, &t.path().join("state"), 2, &["--no-watch"]);
     assert_eq!(d.ports[1], private);
     let pid = d.pid();
     let (threads0, fds0, rss0) = (proc_status(pid, "Threads"), fd_count(pid), proc_status(pid, "VmRSS"));
@@ -241,7 +241,7 @@ fn one_host_gets_only_its_share_of_the_handshake_pool() {
         "handshake timeout = 40\nmax handshakes per host = 4\nuse chroot = no",
         &format!("[mod]\npath = {}\n", root.display()),
     );
-    let d = Daemon::start_config(&conf, &t.path().join("state"), 1, &["--no-watch"]);
+    let d = Daemon::start_config(&conf, &t.path().join("state"), &["--no-watch"]);
     let greedy = Ipv4Addr::new(127, 0, 50, 1);
     let mut held = Vec::new();
     for _ in 0..4 {
@@ -315,7 +315,7 @@ fn out_of_descriptors_sheds_connections_and_recovers() {
                 Ok(())
             });
         }
-        Daemon::spawn(cmd, 1)
+        Daemon::start_cmd(cmd)
     };
     // Soft limit raised to the hard one.
     let d = limit(200, 3000);

@@ -137,6 +137,9 @@ pub struct Global {
     /// resolves the client's name at connect time when it is on, whatever
     /// the module says.
     pub reverse_lookup: bool,
+    /// `metrics address` (our extension): `host:port` of the Prometheus
+    /// metrics endpoint; `None`: no endpoint (see `crate::metrics`).
+    pub metrics_address: Option<String>,
     /// `max sessions` (our extension): sessions at once on each listener.
     pub max_sessions: usize,
     /// `max sessions per host` (our extension): sessions at once from one
@@ -402,6 +405,31 @@ pub struct Module {
     /// while the fanotify watcher works and 300 s when it does not; `Some(0)`:
     /// off.
     pub rescan_interval: Option<u32>,
+    /// `trigger quiet time` (our extension): seconds the tree must stay
+    /// unchanged after a change before the triggers fire (default 30).
+    pub trigger_quiet_time: u32,
+    /// `trigger exec` (our extension), as written: run with `/bin/sh -c`
+    /// when the tree changed (see `crate::triggers`).
+    pub trigger_exec: Option<String>,
+    /// `trigger url` (our extension): `http://` URL POSTed to when the
+    /// tree changed.
+    pub trigger_url: Option<String>,
+    /// `trigger retries` (our extension): further attempts after a failed
+    /// trigger (default 3).
+    pub trigger_retries: u32,
+    /// `fullfiletimelist` / `fullfiletimelist name` (our extension): the
+    /// file name of the generated quick-fedora-mirror list served at the top
+    /// of the module, or `None` when off (see `crate::ffl`).
+    pub fullfiletimelist: Option<Vec<u8>>,
+    /// `fullfiletimelist checksums` (our extension): basenames whose SHA1
+    /// goes into the list's `[Checksums SHA1]` section (default `repomd.xml`).
+    pub fullfiletimelist_checksums: Vec<Vec<u8>>,
+    /// `checksum cache` (our extension): keep whole-file checksums so `-c`
+    /// costs no file reads (see `crate::sumcache`).
+    pub checksum_cache: bool,
+    /// `checksum cache rate` (our extension): MiB per second the background
+    /// hashing may read; 0 is no limit.  Default 32.
+    pub checksum_cache_rate: u32,
     /// Every parameter in effect for this module that was set somewhere
     /// (in the module or as a default), as written:
     /// (canonical name, raw unexpanded value, line).
@@ -1836,6 +1864,7 @@ impl<'o> Loader<'o> {
                 }
             },
         };
+        let metrics_address = opt_text(self, P::MetricsAddress);
         let max_sessions = count(self, P::MaxSessions, 1024);
         let max_sessions_per_host = count(self, P::MaxSessionsPerHost, 64);
         use crate::access::limits as lim;
@@ -1863,6 +1892,7 @@ impl<'o> Loader<'o> {
         );
         Global {
             reverse_lookup,
+            metrics_address,
             max_sessions,
             max_sessions_per_host,
             handshake_timeout,
@@ -1993,6 +2023,42 @@ impl<'o> Loader<'o> {
 
     fn module_bool(&self, sec: usize, p: P) -> bool {
         matches!(self.module_scalar(sec, p), Value::Bool(true))
+    }
+
+    /// `fullfiletimelist`, `fullfiletimelist name` and `fullfiletimelist
+    /// checksums`: the list's file name when it is served (on with `yes`, or
+    /// when a name is given and the switch is not `no`), and the checksummed
+    /// basenames.  A name must be one path component.
+    fn module_ffl(&mut self, sec: usize, module_name: &str) -> (Option<Vec<u8>>, Vec<Vec<u8>>) {
+        let switch = self.module_bool3(sec, P::Fullfiletimelist);
+        let name = self.module_text(sec, P::FullfiletimelistName, module_name);
+        let sums = self
+            .module_text(sec, P::FullfiletimelistChecksums, module_name)
+            .map(|t| {
+                t.split(|c: char| c.is_ascii_whitespace() || c == ',')
+                    .filter(|w| !w.is_empty())
+                    .map(|w| w.as_bytes().to_vec())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let on = match switch {
+            Some(b) => b,
+            None => name.is_some(),
+        };
+        if !on {
+            return (None, sums);
+        }
+        let name = name.unwrap_or_else(|| format!("fullfiletimelist-{module_name}"));
+        if name == "." || name == ".." || name.contains(['/', '\0']) {
+            let o = self.origin_or(sec, P::FullfiletimelistName);
+            self.problem(
+                &o,
+                Some(P::FullfiletimelistName),
+                format!("fullfiletimelist name {name:?} must be a plain file name"),
+            );
+            return (None, sums);
+        }
+        (Some(name.into_bytes()), sums)
     }
 
     fn module_bool3(&self, sec: usize, p: P) -> Option<bool> {
@@ -2241,10 +2307,33 @@ impl<'o> Loader<'o> {
         };
 
         let rescan_interval = u32::try_from(self.module_int(sec, P::RescanInterval)).ok();
+        let trigger_quiet_time = u32::try_from(self.module_int(sec, P::TriggerQuietTime)).unwrap_or(0);
+        let trigger_exec = self.module_hook(sec, P::TriggerExec);
+        let trigger_url = self.module_text(sec, P::TriggerUrl, n);
+        let trigger_retries = u32::try_from(self.module_int(sec, P::TriggerRetries)).unwrap_or(0);
+        let (fullfiletimelist, fullfiletimelist_checksums) = self.module_ffl(sec, n);
+        let checksum_cache_rate = u32::try_from(self.module_int(sec, P::ChecksumCacheRate))
+            .unwrap_or_else(|_| {
+                let o = self.origin_or(sec, P::ChecksumCacheRate);
+                self.problem(
+                    &o,
+                    Some(P::ChecksumCacheRate),
+                    "checksum cache rate must not be negative".to_string(),
+                );
+                0
+            });
 
         let module = Module {
             daemon_port,
             rescan_interval,
+            trigger_quiet_time,
+            trigger_exec,
+            trigger_url,
+            trigger_retries,
+            fullfiletimelist,
+            fullfiletimelist_checksums,
+            checksum_cache: self.module_bool(sec, P::ChecksumCache),
+            checksum_cache_rate,
             path: path.unwrap_or_default(),
             comment,
             read_only: self.module_bool(sec, P::ReadOnly),

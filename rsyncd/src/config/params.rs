@@ -83,6 +83,8 @@ pub(crate) enum P {
     MaxSessions,
     /// Our extension: sessions at once per client host per listener.
     MaxSessionsPerHost,
+    /// Our extension: `host:port` of the Prometheus metrics endpoint.
+    MetricsAddress,
     /// Our extension: the absolute handshake deadline, in seconds.
     HandshakeTimeout,
     /// Our extension: connections in their handshake at once per listener.
@@ -140,11 +142,30 @@ pub(crate) enum P {
     NumericIds,
     OpenNoatime,
     UseChroot,
+    /// Our extension: seconds a changed tree must stay quiet before the
+    /// module's change trigger fires.
+    TriggerQuietTime,
+    /// Our extension: command run when the module's tree changed.
+    TriggerExec,
+    /// Our extension: URL POSTed to when the module's tree changed.
+    TriggerUrl,
+    /// Our extension: how often a failed trigger is retried.
+    TriggerRetries,
     /// Our extension: the port whose listener serves the module.
     DaemonPort,
     /// Our extension: seconds between background full rescans of the module's
     /// tree (-1: automatic, 0: off).
     RescanInterval,
+    /// Our extension: serve a generated quick-fedora-mirror file list.
+    Fullfiletimelist,
+    /// Our extension: its file name (default `fullfiletimelist-<module>`).
+    FullfiletimelistName,
+    /// Our extension: basenames whose SHA1 the list carries.
+    FullfiletimelistChecksums,
+    /// Our extension: keep whole-file checksums for `-c`.
+    ChecksumCache,
+    /// Our extension: MiB per second the checksum cache may read (0: no limit).
+    ChecksumCacheRate,
 }
 
 /// One row of [`TABLE`].
@@ -286,6 +307,16 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Int,
         DefaultValue::Int(64),
+        Yes,
+    ),
+    // Our extension: serve Prometheus metrics on this address (unset: off).
+    // See docs/operations.md.
+    def(
+        P::MetricsAddress,
+        "metrics address",
+        G,
+        Kind::Str,
+        DefaultValue::Null,
         Yes,
     ),
     def(
@@ -662,6 +693,39 @@ pub(crate) const TABLE: &[Def] = &[
         DefaultValue::Bool3(None),
         Yes,
     ),
+    // Our extension: change triggers (see docs/operations.md, `crate::triggers`).
+    def(
+        P::TriggerQuietTime,
+        "trigger quiet time",
+        L,
+        Kind::Int,
+        DefaultValue::Int(30),
+        Yes,
+    ),
+    def(
+        P::TriggerExec,
+        "trigger exec",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::TriggerUrl,
+        "trigger url",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::TriggerRetries,
+        "trigger retries",
+        L,
+        Kind::Int,
+        DefaultValue::Int(3),
+        Yes,
+    ),
     // Our extension: serve the module only on the listener of this port
     // (0: the main listener).  See docs/operations.md.
     def(
@@ -681,6 +745,49 @@ pub(crate) const TABLE: &[Def] = &[
         L,
         Kind::Int,
         DefaultValue::Int(-1),
+        Yes,
+    ),
+    // Our extensions: a generated quick-fedora-mirror `fullfiletimelist` per
+    // module, and cached whole-file checksums for `-c`.  See
+    // docs/operations.md.
+    def(
+        P::Fullfiletimelist,
+        "fullfiletimelist",
+        L,
+        Kind::Bool3,
+        DefaultValue::Bool3(None),
+        Yes,
+    ),
+    def(
+        P::FullfiletimelistName,
+        "fullfiletimelist name",
+        L,
+        Kind::Str,
+        DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::FullfiletimelistChecksums,
+        "fullfiletimelist checksums",
+        L,
+        Kind::Str,
+        DefaultValue::Str("repomd.xml"),
+        Yes,
+    ),
+    def(
+        P::ChecksumCache,
+        "checksum cache",
+        L,
+        Kind::Bool,
+        DefaultValue::Bool(false),
+        Yes,
+    ),
+    def(
+        P::ChecksumCacheRate,
+        "checksum cache rate",
+        L,
+        Kind::Int,
+        DefaultValue::Int(32),
         Yes,
     ),
 ];

@@ -74,7 +74,7 @@ fn table_is_in_enum_order_and_labels_are_unique() {
         assert_eq!(d.id as usize, i, "{} out of order", d.label);
         assert_eq!(params::lookup(d.label.as_bytes()), Some(d.id));
     }
-    assert_eq!(TABLE.len(), P::RescanInterval as usize + 1);
+    assert_eq!(TABLE.len(), P::ChecksumCacheRate as usize + 1);
 }
 
 #[test]
@@ -1327,4 +1327,30 @@ fn proxy_protocol_settings() {
     assert_eq!(messages(&e).len(), 1);
     assert_eq!(messages(&e)[0].0, 2);
     assert!(messages(&e)[0].1.contains("10.0.0.1/99"), "{:?}", messages(&e));
+}
+
+#[test]
+fn fullfiletimelist_and_checksum_cache_parameters() {
+    let c = ok("[a]\npath = /p\n[b]\npath = /q\nfullfiletimelist = yes\n\
+                [c]\npath = /r\nfullfiletimelist name = FL\nfullfiletimelist checksums = repomd.xml, TIME\n\
+                [d]\npath = /s\nfullfiletimelist = no\nfullfiletimelist name = X\n\
+                [e]\npath = /t\nchecksum cache = yes\nchecksum cache rate = 0\n");
+    let got: Vec<_> = c.modules.iter().map(|m| m.fullfiletimelist.clone()).collect();
+    assert_eq!(
+        got,
+        [None, Some(b"fullfiletimelist-b".to_vec()), Some(b"FL".to_vec()), None, None]
+    );
+    assert_eq!(c.modules[0].fullfiletimelist_checksums, [b"repomd.xml".to_vec()]);
+    assert_eq!(
+        c.modules[2].fullfiletimelist_checksums,
+        [b"repomd.xml".to_vec(), b"TIME".to_vec()]
+    );
+    let got: Vec<_> = c.modules.iter().map(|m| (m.checksum_cache, m.checksum_cache_rate)).collect();
+    assert_eq!(got, [(false, 32), (false, 32), (false, 32), (false, 32), (true, 0)]);
+    let e = err("[m]\npath = /p\nfullfiletimelist name = a/b\nchecksum cache rate = -1\n");
+    let got: Vec<_> = e.problems.iter().map(|p| (p.line, p.key.clone().unwrap_or_default())).collect();
+    assert_eq!(
+        got,
+        [(3, "fullfiletimelist name".to_owned()), (4, "checksum cache rate".to_owned())]
+    );
 }

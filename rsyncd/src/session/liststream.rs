@@ -191,10 +191,12 @@ impl FlistCache {
                 *used = tick;
                 let e = e.clone();
                 g.hits += 1;
+                crate::metrics::flist_cache_lookup(true);
                 Some(e)
             }
             None => {
                 g.misses += 1;
+                crate::metrics::flist_cache_lookup(false);
                 None
             }
         }
@@ -273,6 +275,9 @@ pub struct EncodeCtx<'a> {
     pub protocol: u8,
     /// `use_safe_inc_flist`.
     pub safe_flist: bool,
+    /// The generated `fullfiletimelist` in the view (its `-c` sum is of
+    /// these bytes).
+    pub virtual_file: Option<crate::ffl::VirtualFile>,
 }
 
 impl EncodeCtx<'_> {
@@ -285,7 +290,13 @@ impl EncodeCtx<'_> {
         let csum;
         let sum = match self.checksum {
             Some(algo) if e.is_file() => {
-                csum = super::transfer::file_checksum(self.module, &names.module_path(self.snap, it), algo);
+                csum = match self.virtual_file.as_ref().filter(|v| v.index == it.entry) {
+                    Some(v) => super::transfer::bytes_checksum(&v.content, algo),
+                    None => match crate::sumcache::lookup(self.module.sum_cache.as_deref(), &e, algo) {
+                        Some(c) => c,
+                        None => super::transfer::file_checksum(self.module, &names.module_path(self.snap, it), algo),
+                    },
+                };
                 Some(&csum[..])
             }
             _ => None,

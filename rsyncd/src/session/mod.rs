@@ -162,6 +162,7 @@ fn serve_conns_pooled(
     if let Err(e) = &r {
         tracing::info!(peer = %shown_peer(peer), "session ended: {e}");
     }
+    crate::metrics::session_bytes(listener, s.out.total_written() + s.out.pending_len() as u64);
     if s.abortive_close {
         // Like stock after refusing the arguments: just exit.  The client's
         // unread input makes the kernel reset the connection, and the
@@ -247,6 +248,7 @@ impl Session {
             match greeting::parse_module_line(&line) {
                 Ok(ModuleRequest::List) => {
                     crate::logging::log_list_request(self.peer);
+                    crate::metrics::list_request(self.listener);
                     return self.send_listing();
                 }
                 Ok(ModuleRequest::EarlyInput(n)) => {
@@ -269,7 +271,12 @@ impl Session {
             }
         };
         self.admit(&module)?;
-        crate::exec::before_ok(self, &module, &early_input)?;
+        if let Err(e) = crate::exec::before_ok(self, &module, &early_input) {
+            if matches!(e, SessionError::Exit { .. }) {
+                crate::metrics::refused(crate::metrics::Refusal::HookFailed, Some(&module.name));
+            }
+            return Err(e);
+        }
         self.out.raw(greeting::OK_LINE)?;
         tracing::info!(peer = %shown_peer(self.peer), module = %module.name, protocol = self.protocol, "module requested");
         self.serve_module(module)
@@ -285,6 +292,7 @@ impl Session {
             // admit; we fail closed on any host rule instead.
             if !rules.hosts.is_open() {
                 crate::logging::log_global(&format!("rsync denied on module {} from UNKNOWN (0.0.0.0)", module.name));
+                crate::metrics::refused(crate::metrics::Refusal::HostDenied, Some(&module.name));
                 if !module.list {
                     return self.text_error(&format!("Unknown module '{}'", module.name));
                 }
@@ -301,6 +309,7 @@ impl Session {
                 let host = who.host(rules.hosts.reverse_lookup).0;
                 let host = files::safe_name(host.shown().as_bytes());
                 crate::logging::log_global(&format!("rsync denied on module {} from {host} ({shown_addr})", module.name));
+                crate::metrics::refused(crate::metrics::Refusal::HostDenied, Some(&module.name));
                 if !module.list {
                     return self.text_error(&format!("Unknown module '{}'", module.name));
                 }
@@ -318,11 +327,12 @@ impl Session {
             Ok(slot) => self._slot = slot,
             Err(e) => {
                 match &e {
-                    crate::access::limits::ClaimError::LockFile(io) => crate::logging::log_global(&format!(
-                        "failed to open lock file {}: {io}",
-                        rules.lock_file.display()
-                    )),
+                    crate::access::limits::ClaimError::LockFile(io) => {
+                        crate::metrics::refused(crate::metrics::Refusal::LockFile, Some(&module.name));
+                        crate::logging::log_global(&format!("failed to open lock file {}: {io}", rules.lock_file.display()))
+                    }
                     crate::access::limits::ClaimError::Full(n) => {
+                        crate::metrics::refused(crate::metrics::Refusal::MaxConnections, Some(&module.name));
                         crate::logging::log_global(&format!("max connections ({n}) reached"))
                     }
                 }
@@ -335,15 +345,22 @@ impl Session {
             self.input.set_limits(ReadLimits { deadline: Some(self.deadline), idle: None });
         }
         if rules.auth.required() {
-            self.authenticate(module, shown_addr)?;
+            if let Err(e) = self.authenticate(module, shown_addr) {
+                if matches!(e, SessionError::Exit { .. }) {
+                    crate::metrics::refused(crate::metrics::Refusal::AuthFailed, Some(&module.name));
+                }
+                return Err(e);
+            }
         }
         // One-connection mode opens the module's snapshot now (a listening
         // daemon opened every store at start-up). Like stock's failed
         // chdir into the module path: "@ERROR: chdir failed".
         if let Err(e) = module.store.get() {
             crate::logging::log_global(&format!("chdir {} failed: {e}", module.path.display()));
+            crate::metrics::refused(crate::metrics::Refusal::ChdirFailed, Some(&module.name));
             return self.text_error("chdir failed");
         }
+        crate::metrics::module_connection(&module.name, self.listener);
         Ok(())
     }
 
@@ -438,12 +455,23 @@ impl Session {
         let parsed = protocol::args::parse_server_args(&first, second.as_deref());
         // Stock runs the pre-xfer exec whether or not the arguments parsed.
         if let Some(msg) = crate::exec::pre_xfer(self, &module, &first, second.as_deref(), parsed.as_ref().ok()) {
+            crate::metrics::refused(crate::metrics::Refusal::HookFailed, Some(&module.name));
             return crate::exec::refuse_pre_xfer(self, parsed.as_ref().ok(), &msg);
         }
         let parsed = match parsed.and_then(|p| check_supported(p, &module)) {
             Ok(p) => p,
-            Err(ArgError::Push) => return self.refuse_push(&first, second.as_deref()),
-            Err(e) => return self.refuse(e),
+            Err(e) => {
+                let why = match &e {
+                    ArgError::Push => crate::metrics::Refusal::ReadOnly,
+                    ArgError::Unsupported { .. } => crate::metrics::Refusal::RefusedOption,
+                    ArgError::Unknown { .. } | ArgError::Syntax { .. } => crate::metrics::Refusal::BadArguments,
+                };
+                crate::metrics::refused(why, Some(&module.name));
+                if matches!(e, ArgError::Push) {
+                    return self.refuse_push(&first, second.as_deref());
+                }
+                return self.refuse(e);
+            }
         };
         crate::logging::log_request(&self.state, &module, &self.peer.unwrap_or_else(crate::logging::unknown_peer), self.user.as_deref(), second.as_deref().unwrap_or(&first));
         // The handshake deadline ends here; the idle timeout takes over:
@@ -459,6 +487,7 @@ impl Session {
         self.input.set_limits(ReadLimits { deadline: None, idle: self.idle_timeout });
         self.handshake = None;
         if module.rules.write_only {
+            crate::metrics::refused(crate::metrics::Refusal::WriteOnly, Some(&module.name));
             // main.c: do_server_sender().
             return self.refuse_fatal("ERROR: module is write only".into(), Rerr::Syntax, "sender");
         }

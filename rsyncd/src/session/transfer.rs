@@ -314,6 +314,9 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         // admit() opened it; a store that cannot be opened never gets here.
         Err(e) => return fatal(s, Rerr::FileIo, &format!("rsync: module {} is not available: {e}", module.name)),
     };
+    // The view served: with the module's `fullfiletimelist` at the top when
+    // it has one (crate::ffl).
+    let snap = crate::ffl::pin(&module, snap);
     let visibility = module.rules.access.view();
     let cvs_reader = if o.cvs_exclude { Some(super::flist::CvsIgnore::new(&module.root)) } else { None };
     let ctx = BuildCtx {
@@ -363,6 +366,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         module: &module,
         opts: &o,
         checksum: if o.checksum { Some(neg.file) } else { None },
+        virtual_file: snap.virtual_file(),
         id_names: &names,
         protocol: p,
         safe_flist: fopts.safe_flist,
@@ -372,7 +376,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
     // when shareable, recorded for the next session.
     let state = s.state.clone();
     let cache = &state.flist_cache;
-    let key = list_key(&module, &snap, &fopts, compat_flags, &o, &parsed.paths, &rules, files_from_stdin);
+    let key = list_key(&module, snap.generation(), &fopts, compat_flags, &o, &parsed.paths, &rules, files_from_stdin);
     let cached = key.as_ref().and_then(|k| cache.get(k));
     // Only one session records a given list; the others stream it.
     let claim = if cached.is_none() { key.as_ref().and_then(|k| cache.begin_recording(k)) } else { None };
@@ -456,6 +460,7 @@ pub fn run_sender(s: &mut Session, module: Arc<ModuleRuntime>, parsed: ParsedArg
         buf: Vec::with_capacity(256 * 1024),
         file_buf: vec![0u8; 256 * 1024],
         match_totals: (0, 0, 0, 0),
+        virtual_file: snap.virtual_file(),
     };
     let result = transfer_loop(s, &module, snap.snapshot(), &mut stream, &enc_ctx, &o, &rx, idle, &mut xfer);
     if let (Some(k), Some(lists)) = (key, stream.take_recording()) {
@@ -620,6 +625,13 @@ pub(super) fn to_file_entry<'a>(
     }
 }
 
+/// The `-c` checksum of bytes held in memory (a generated file).
+pub(super) fn bytes_checksum(data: &[u8], algo: ChecksumAlgo) -> Vec<u8> {
+    let mut h = file_list_checksum_hasher(algo);
+    h.update(data);
+    h.finish()
+}
+
 pub(super) fn file_checksum(module: &ModuleRuntime, mpath: &[u8], algo: ChecksumAlgo) -> Vec<u8> {
     let mut h = file_list_checksum_hasher(algo);
     let len = algo.digest_len();
@@ -659,6 +671,8 @@ struct Xfer {
     file_buf: Vec<u8>,
     /// `match.c` session totals: matches, hash_hits, false_alarms, literal bytes.
     match_totals: (u32, u32, u32, u64),
+    /// The generated `fullfiletimelist`, read from memory (crate::ffl).
+    virtual_file: Option<crate::ffl::VirtualFile>,
 }
 
 fn recv(s: &mut Session, rx: &mpsc::Receiver<Event>, idle: Option<Duration>) -> Result<Event, SessionError> {
@@ -887,7 +901,16 @@ fn send_file(
 ) -> Result<bool, SessionError> {
     let mpath = join(&list.roots[it.root as usize], &list.name(it, entry));
     let noatime = super::modopts::open_noatime();
-    let mut file = match module.root.open_file_with(&mpath, noatime).and_then(|f| opened_readable(module, &mpath, f)) {
+    let generated = x.virtual_file.as_ref().filter(|v| v.index == it.entry).map(|v| v.content.clone());
+    // With the size when opened (`None`: unknown, read to the end).
+    let opened = match generated {
+        Some(c) => Ok((Box::new(std::io::Cursor::new(c)) as Box<dyn Read>, None)),
+        None => module.root.open_file_with(&mpath, noatime).and_then(|f| opened_readable(module, &mpath, f)).map(|f| {
+            let size = f.metadata().ok().map(|m| m.len());
+            (Box::new(f) as Box<dyn Read>, size)
+        }),
+    };
+    let (mut file, size_at_open) = match opened {
         Ok(f) => f,
         Err(e) => {
             let root = &list.roots[it.root as usize];
@@ -920,8 +943,7 @@ fn send_file(
     // as long as it was when opened (bytes appended meanwhile are not sent);
     // a file that shrinks while it is read is a read error (ENODATA), which
     // poisons the checksum below so the client discards and retries it.
-    // `None`: the size is unknown (fstat failed), read to the end.
-    let mut left = file.metadata().ok().map(|m| m.len());
+    let mut left = size_at_open;
     loop {
         let want = left.map_or(x.file_buf.len(), |l| usize::try_from(l).unwrap_or(usize::MAX).min(x.file_buf.len()));
         if want == 0 {

@@ -13,7 +13,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_rsyncd");
 pub struct Daemon {
     pub child: Child,
     pub port: u16,
-    /// Every listener's port, main first.
+    /// Every listener's port, main first (as many as the start waited for).
     pub ports: Vec<u16>,
     log: Arc<Mutex<String>>,
     pub started: Duration,
@@ -24,23 +24,39 @@ impl Daemon {
     pub fn start(root: &Path, state: &Path, extra: &[&str]) -> Daemon {
         let mut cmd = Command::new(BIN);
         cmd.arg(root).args(["--port=0", "--address=127.0.0.1"]).arg(format!("--state-dir={}", state.display())).args(extra);
-        Daemon::spawn(cmd, 1)
+        Daemon::start_cmd(cmd)
     }
 
-    /// Starts `rsyncd --config=CONF` (main port chosen by the OS) with
-    /// `state` as its state dir; `listeners`: how many ports it listens on.
-    pub fn start_config(conf: &Path, state: &Path, listeners: usize, extra: &[&str]) -> Daemon {
+    /// Starts `rsyncd --config=CONFIG --port=0 --address=127.0.0.1` with
+    /// `state` as its state dir.
+    pub fn start_config(config: &Path, state: &Path, extra: &[&str]) -> Daemon {
         let mut cmd = Command::new(BIN);
-        cmd.arg(format!("--config={}", conf.display()))
+        cmd.arg(format!("--config={}", config.display()))
             .args(["--port=0", "--address=127.0.0.1"])
             .arg(format!("--state-dir={}", state.display()))
             .args(extra);
-        Daemon::spawn(cmd, listeners)
+        Daemon::start_cmd(cmd)
     }
 
-    /// Runs `cmd` (an rsyncd command line) with its log captured, until it
-    /// has printed `listeners` "listening on" lines.
-    pub fn spawn(mut cmd: Command, listeners: usize) -> Daemon {
+    /// [`Daemon::start_config`] for a daemon with `listeners` ports (`daemon
+    /// port` modules): waits until it reports all of them.
+    pub fn start_config_listeners(config: &Path, state: &Path, listeners: usize, extra: &[&str]) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(format!("--config={}", config.display()))
+            .args(["--port=0", "--address=127.0.0.1"])
+            .arg(format!("--state-dir={}", state.display()))
+            .args(extra);
+        Daemon::start_cmd_listeners(cmd, listeners)
+    }
+
+    /// Starts `cmd` (an rsyncd command line, or a wrapper that execs one)
+    /// with its log captured, once it reports its first listener.
+    pub fn start_cmd(cmd: Command) -> Daemon {
+        Daemon::start_cmd_listeners(cmd, 1)
+    }
+
+    /// [`Daemon::start_cmd`], waiting for `listeners` "listening on" lines.
+    pub fn start_cmd_listeners(mut cmd: Command, listeners: usize) -> Daemon {
         let t0 = Instant::now();
         let mut child =
             cmd.env("RSYNCD_LOG", "info").env("NO_COLOR", "1").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().expect("spawn rsyncd");
@@ -77,6 +93,31 @@ impl Daemon {
         self.log.lock().unwrap().clone()
     }
 
+    /// Waits (up to `limit`) until the log contains `needle`.
+    pub fn wait_log(&self, needle: &str, limit: Duration) -> bool {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.log().contains(needle)
+    }
+
+    /// The port of the metrics endpoint, from the start-up line.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let log = self.log();
+        let line = log.lines().find_map(|l| l.strip_prefix("rsyncd: metrics on http://"))?;
+        line.trim_end_matches("/metrics").rsplit(':').next()?.parse().ok()
+    }
+
+    /// Sends `sig` to the daemon without waiting for it.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill() on our own child's pid; no memory is involved.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
     pub fn watching(&self) -> Result<(), String> {
         let log = self.log();
         if log.contains("fanotify watcher active") {
@@ -88,10 +129,15 @@ impl Daemon {
 
     /// `rsyncd refresh mod [path]` against this daemon.
     pub fn refresh(&self, state: &Path, path: Option<&str>) -> String {
+        self.refresh_module(state, "mod", path)
+    }
+
+    /// `rsyncd refresh MODULE [path]` against this daemon.
+    pub fn refresh_module(&self, state: &Path, module: &str, path: Option<&str>) -> String {
         let out = Command::new(BIN)
             .arg("refresh")
             .arg(format!("--state-dir={}", state.display()))
-            .arg("mod")
+            .arg(module)
             .args(path)
             .output()
             .expect("run rsyncd refresh");
