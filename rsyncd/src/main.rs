@@ -686,6 +686,7 @@ fn bind_or_take(
                     tracing::warn!("failed to set socket option {}: {e}", name.name());
                 }
                 tracing::info!(address = ?l.local_addr().ok(), "listening socket from systemd");
+                rsyncd::server::keep_open_on_drain(&l);
                 out.push(l);
             }
             None => {

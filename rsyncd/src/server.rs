@@ -690,12 +690,13 @@ impl Lingering {
     }
 
     /// Wait up to `t` for a connection to accept (so lingering sockets are
-    /// closed on time when no connection comes); true if one is waiting.
+    /// closed on time when no connection comes); true if one is waiting (or
+    /// the socket was shut: `accept()` then reports it).
     fn wait_for(listener: &TcpListener, t: Duration) -> bool {
         let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
         // SAFETY: one valid pollfd for the duration of the call.
         let r = unsafe { libc::poll(&mut p, 1, t.as_millis() as libc::c_int) };
-        r != 0
+        r > 0
     }
 }
 
@@ -886,12 +887,16 @@ pub fn serve_shared(listener: TcpListener, shared: Arc<crate::reload::SharedStat
     let mut spawn_trouble = Throttled::new();
     let mut lingering = Lingering(Default::default());
     loop {
-        if !lingering.0.is_empty() {
-            let ready = Lingering::wait_for(&listener, Duration::from_millis(500));
-            lingering.purge();
-            if !ready {
-                continue;
-            }
+        // Wait in poll(), not in accept(): lingering sockets are closed on
+        // time, and a drain is seen even on a socket that is not shut
+        // (one systemd passed, which must stay open for the next start).
+        let ready = Lingering::wait_for(&listener, Duration::from_millis(250));
+        lingering.purge();
+        if draining() {
+            return;
+        }
+        if !ready {
+            continue;
         }
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
@@ -1007,6 +1012,8 @@ pub fn serve_shared(listener: TcpListener, shared: Arc<crate::reload::SharedStat
 struct Lifecycle {
     draining: AtomicBool,
     listeners: Mutex<Vec<TcpListener>>,
+    /// (device, inode) of listening sockets a drain must leave open.
+    keep_open: Mutex<Vec<(u64, u64)>>,
     pools: Mutex<Vec<Arc<HandshakePool>>>,
     sessions: Mutex<usize>,
     idle: Condvar,
@@ -1015,6 +1022,7 @@ struct Lifecycle {
 static LIFECYCLE: Lifecycle = Lifecycle {
     draining: AtomicBool::new(false),
     listeners: Mutex::new(Vec::new()),
+    keep_open: Mutex::new(Vec::new()),
     pools: Mutex::new(Vec::new()),
     sessions: Mutex::new(0),
     idle: Condvar::new(),
@@ -1030,15 +1038,34 @@ fn shut_listener(l: &TcpListener) {
     let _ = socket2::SockRef::from(l).shutdown(std::net::Shutdown::Both);
 }
 
-fn register_for_drain(listener: &TcpListener, pool: &Arc<HandshakePool>) {
-    let clone = listener.try_clone();
-    locked(&LIFECYCLE.pools).push(pool.clone());
-    if let Ok(c) = clone {
-        locked(&LIFECYCLE.listeners).push(c);
+fn socket_id(l: &TcpListener) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let f = std::fs::File::from(l.as_fd().try_clone_to_owned().ok()?);
+    f.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A drain leaves `listener` open (not shut): a socket systemd passed
+/// (socket activation) is shared with systemd, which keeps queueing
+/// connections on it for the next start.
+pub fn keep_open_on_drain(listener: &TcpListener) {
+    if let Some(id) = socket_id(listener) {
+        locked(&LIFECYCLE.keep_open).push(id);
     }
-    // A drain that began before this listener was registered.
+}
+
+fn register_for_drain(listener: &TcpListener, pool: &Arc<HandshakePool>) {
+    locked(&LIFECYCLE.pools).push(pool.clone());
+    let keep = socket_id(listener).is_some_and(|id| locked(&LIFECYCLE.keep_open).contains(&id));
+    if !keep {
+        if let Ok(c) = listener.try_clone() {
+            locked(&LIFECYCLE.listeners).push(c);
+        }
+        // A drain that began before this listener was registered.
+        if draining() {
+            shut_listener(listener);
+        }
+    }
     if draining() {
-        shut_listener(listener);
         pool.close_all();
     }
 }
@@ -1065,8 +1092,9 @@ impl Drop for InFlight {
 }
 
 /// Start a graceful stop: every listener stops accepting (its socket is
-/// shut, so new connections are refused), connections still in their
-/// handshake are closed, and sessions past it go on.  Returns the number of
+/// shut, so new connections are refused; a socket from systemd is left
+/// open, see [`keep_open_on_drain`]), connections still in their handshake
+/// are closed, and sessions past it go on.  Returns the number of
 /// session threads still running.  Idempotent.
 pub fn begin_drain() -> usize {
     LIFECYCLE.draining.store(true, Ordering::SeqCst);

@@ -205,6 +205,63 @@ fn a_second_signal_or_the_drain_timeout_ends_the_drain() {
     same_files(&root, &dest).unwrap();
 }
 
+/// With socket activation the listening socket belongs to systemd too: a
+/// drain stops accepting on it but leaves it open, so connections queue for
+/// the next start instead of being refused.
+#[test]
+fn a_drain_leaves_a_socket_from_systemd_listening() {
+    use std::os::fd::AsRawFd;
+    let t = tempfile::tempdir().unwrap();
+    let root = tree(t.path());
+    std::fs::remove_file(root.join("a.big")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let cfg = t.path().join("rsyncd.conf");
+    std::fs::write(&cfg, format!("port = {port}\nuse chroot = no\n[mod]\npath = {}\n", root.display())).unwrap();
+    let fd = listener.as_raw_fd();
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ exec \"$0\" \"$@\"")
+        .arg(BIN)
+        .arg(format!("--config={}", cfg.display()))
+        .arg(format!("--state-dir={}", t.path().join("state").display()))
+        .arg("--no-watch")
+        .env("LISTEN_FDS", "1");
+    // SAFETY: between fork and exec the closure only calls dup2 and fcntl
+    // (async-signal-safe) on descriptors that exist.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd != 3 && libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut d = Daemon::start_cmd(cmd);
+    assert!(d.log().contains("listening socket from systemd"), "{}", d.log());
+    // Serving (the accept loop runs) before the signal.
+    let mut greeting = [0u8; 9];
+    let mut probe = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Read::read_exact(&mut probe, &mut greeting).unwrap();
+    assert_eq!(&greeting, b"@RSYNCD: ");
+    drop(probe);
+    signal(d.pid(), libc::SIGTERM);
+    let status = wait_timeout(&mut d.child, Duration::from_secs(30)).expect("the daemon exits");
+    assert_eq!(status.code(), Some(0), "{}", d.log());
+    // Still listening: a connection is queued, and the next owner accepts it.
+    let c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the socket from systemd still listens");
+    listener.set_nonblocking(true).unwrap();
+    let got = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        listener.accept().is_ok()
+    });
+    assert!(got, "the queued connection could not be accepted");
+    drop(c);
+}
+
 // ---------------------------------------------------------------------------
 // Files changing under a transfer, compared with stock
 // ---------------------------------------------------------------------------
