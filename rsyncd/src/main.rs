@@ -6,12 +6,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use rsyncd::config;
 use rsyncd::module::SessionSettings;
+
+mod hardening;
 
 /// Serve rsync modules to stock rsync clients, with file lists from a snapshot.
 #[derive(Parser, Debug)]
@@ -59,6 +62,12 @@ struct Cli {
     /// 127.0.0.1); overrides the config's `metrics address`.
     #[arg(long, value_name = "ADDR")]
     metrics_address: Option<String>,
+    /// Keep every privilege the daemon started with.  By default a daemon
+    /// started as root drops all capabilities but reading any file
+    /// (`cap_dac_read_search`) once its sockets are bound and its watchers
+    /// set up, and sets no_new_privs (hooks run with the same limits).
+    #[arg(long)]
+    keep_privileges: bool,
     /// More logging (repeat for debug).
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -126,11 +135,80 @@ fn writable(p: &Path) -> bool {
 /// The served state and state dir, once start-up has built them.
 type ShutdownSlot = Arc<Mutex<Option<(Arc<rsyncd::module::ServerState>, PathBuf)>>>;
 
+// ---------------------------------------------------------------------------
+// Signals
+// ---------------------------------------------------------------------------
+
+/// Work to run on the signal thread itself (per-thread state: capabilities).
+type SignalJob = (Box<dyn FnOnce() + Send>, std::sync::mpsc::Sender<()>);
+
+/// Handle on the thread started by [`handle_signals`].
+struct SignalThread {
+    jobs: std::sync::mpsc::Sender<SignalJob>,
+}
+
+impl SignalThread {
+    /// Runs `f` on the signal thread and waits (at most 5 s) until it has;
+    /// false if it did not.
+    fn run_on(&self, f: impl FnOnce() + Send + 'static) -> bool {
+        let (done, ran) = std::sync::mpsc::channel();
+        self.jobs.send((Box::new(f), done)).is_ok() && ran.recv_timeout(Duration::from_secs(5)).is_ok()
+    }
+}
+
+/// `sigtimedwait` for one of `set`, at most `t`.
+fn wait_signal(set: &libc::sigset_t, t: Duration) -> Option<libc::c_int> {
+    let ts = libc::timespec { tv_sec: t.as_secs() as libc::time_t, tv_nsec: t.subsec_nanos() as libc::c_long };
+    // SAFETY: `set` is an initialised sigset_t and `ts` a valid timespec for
+    // the call; a null siginfo pointer is allowed.
+    let r = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (r > 0).then_some(r)
+}
+
+/// The exit status after `sig`: 0 for SIGTERM, 130 for SIGINT.
+fn exit_status(sig: libc::c_int) -> i32 {
+    if sig == libc::SIGINT {
+        130
+    } else {
+        0
+    }
+}
+
+/// Writes every module's current state to a snapshot file, so a restart
+/// serves it at once.
+fn persist_all(st: &rsyncd::module::ServerState) {
+    let mut done: Vec<&str> = Vec::new();
+    for m in &st.modules {
+        let Some(store) = m.store.if_open() else { continue };
+        if done.contains(&store.name()) {
+            continue;
+        }
+        done.push(store.name());
+        match store.persist() {
+            Ok(Some(r)) => tracing::info!(module = %m.name, generation = ?r.published, "snapshot persisted"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(module = %m.name, "persisting the snapshot failed: {e}"),
+        }
+    }
+    for c in st.modules.iter().filter_map(|m| m.sum_cache.as_ref()) {
+        if let Err(e) = c.persist_if_dirty() {
+            tracing::warn!("writing the checksum cache failed: {e}");
+        }
+    }
+}
+
 /// Blocks SIGTERM and SIGINT in this thread (and so in every thread started
-/// later) and handles them on a thread of their own with `sigwait`: persist
-/// every module's snapshot (so a restart serves the current state at once),
-/// remove the control socket, exit.
-fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
+/// later) and handles them on a thread of its own:
+///
+/// * before start-up is complete, a signal ends the process at once;
+/// * afterwards the first one **drains**: every listener stops accepting
+///   (new connections are refused), connections still in their handshake
+///   are closed, and the sessions in flight get up to `drain_timeout` to
+///   finish; then every module's snapshot is persisted, the control socket
+///   and pid file removed, and the process exits (0 after SIGTERM, 130
+///   after SIGINT);
+/// * a second SIGTERM/SIGINT during the drain exits at once (no persist).
+fn handle_signals(state: ShutdownSlot, drain_timeout: Duration) -> anyhow::Result<SignalThread> {
     // SAFETY: `set` is a plain sigset_t initialised by sigemptyset before use;
     // pthread_sigmask only changes this thread's mask.
     let set = unsafe {
@@ -143,36 +221,96 @@ fn handle_termination(state: ShutdownSlot) -> anyhow::Result<()> {
         }
         set
     };
+    let (jobs, job_rx) = std::sync::mpsc::channel::<SignalJob>();
     std::thread::Builder::new().name("signals".into()).spawn(move || {
-        let mut sig: libc::c_int = 0;
-        // SAFETY: `set` is an initialised sigset_t; `sig` is valid for writes.
-        while unsafe { libc::sigwait(&set, &mut sig) } != 0 {}
-        tracing::info!(signal = sig, "shutting down");
-        rsyncd::server::remove_pid_file();
-        let guard = state.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((st, dir)) = guard.as_ref() {
-            let mut done: Vec<&str> = Vec::new();
-            for m in &st.modules {
-                let Some(store) = m.store.if_open() else { continue };
-                if done.contains(&store.name()) {
-                    continue;
-                }
-                done.push(store.name());
-                match store.persist() {
-                    Ok(Some(r)) => tracing::info!(module = %m.name, generation = ?r.published, "snapshot persisted"),
-                    Ok(None) => {}
-                    Err(e) => tracing::warn!(module = %m.name, "persisting the snapshot failed: {e}"),
-                }
+        let first = loop {
+            while let Ok((job, done)) = job_rx.try_recv() {
+                job();
+                let _ = done.send(());
             }
-            for c in st.modules.iter().filter_map(|m| m.sum_cache.as_ref()) {
-                if let Err(e) = c.persist_if_dirty() {
-                    tracing::warn!("writing the checksum cache failed: {e}");
-                }
+            if let Some(sig) = wait_signal(&set, Duration::from_millis(200)) {
+                break sig;
             }
+        };
+        let served = state.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some((st, dir)) = served else {
+            tracing::info!(signal = first, "shutting down (start-up not complete)");
+            rsyncd::server::remove_pid_file();
+            std::process::exit(exit_status(first));
+        };
+        let finish = |code: i32| -> ! {
             let _ = std::fs::remove_file(dir.join(rsyncd::control::SOCKET_NAME));
+            rsyncd::server::remove_pid_file();
+            std::process::exit(code);
+        };
+        let n = rsyncd::server::begin_drain();
+        tracing::info!(
+            signal = first,
+            sessions = n,
+            drain_timeout_s = drain_timeout.as_secs(),
+            "draining: no longer accepting connections; waiting for the sessions in flight (signal again to exit at once)"
+        );
+        let deadline = std::time::Instant::now() + drain_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let running = rsyncd::server::wait_for_sessions(left.min(Duration::from_millis(200)));
+            if running == 0 {
+                tracing::info!("drained: every session has finished");
+                break;
+            }
+            if left.is_zero() {
+                tracing::warn!(sessions = running, "drain timeout reached: exiting with sessions still running");
+                break;
+            }
+            if let Some(again) = wait_signal(&set, Duration::from_millis(1)) {
+                tracing::warn!(signal = again, sessions = running, "second signal: exiting at once");
+                finish(exit_status(again));
+            }
         }
-        std::process::exit(if sig == libc::SIGINT { 130 } else { 0 });
+        persist_all(&st);
+        finish(exit_status(first));
     })?;
+    Ok(SignalThread { jobs })
+}
+
+// ---------------------------------------------------------------------------
+
+/// Drops the privileges a listening daemon no longer needs once its sockets
+/// are bound and its fanotify watchers set up (see [`hardening::restrict`]
+/// and docs/security.md), in this thread and in the signal thread (the only
+/// other thread at this point).
+fn drop_privileges(cfg: &config::Config, metrics_port: Option<u16>, signals: &SignalThread) -> anyhow::Result<()> {
+    use hardening::{CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_NET_BIND_SERVICE};
+    // Reading every module tree whatever its modes (the module identity's
+    // permissions are applied by the daemon itself); O_NOATIME on files of
+    // other users when a module asks for `open noatime`; binding the
+    // metrics endpoint if it is on a privileged port (it is bound after
+    // this, so that its thread starts restricted).  The listeners are
+    // bound once: a reload cannot change them.
+    let mut keep = vec![CAP_DAC_READ_SEARCH];
+    if cfg.modules.iter().any(|m| m.open_noatime == Some(true)) {
+        keep.push(CAP_FOWNER);
+    }
+    if metrics_port.is_some_and(|p| p != 0 && p < 1024) {
+        keep.push(CAP_NET_BIND_SERVICE);
+    }
+    let r = hardening::restrict(&keep).context("dropping privileges (--keep-privileges skips this)")?;
+    let keep2 = keep.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    if !signals.run_on(move || {
+        let _ = tx.send(hardening::restrict(&keep2).map(|_| ()));
+    }) {
+        bail!("dropping privileges: the signal thread did not answer");
+    }
+    rx.recv().context("dropping privileges in the signal thread")?.context("dropping privileges in the signal thread")?;
+    let names: Vec<String> = r.kept.iter().map(|&c| hardening::cap_name(c)).collect();
+    if !r.bounding_kept.is_empty() {
+        tracing::warn!(
+            "the capability bounding set could not be reduced ({} capabilities kept there); no_new_privs still applies",
+            r.bounding_kept.len()
+        );
+    }
+    tracing::info!(capabilities = %names.join(" "), "privileges dropped (no_new_privs set)");
     Ok(())
 }
 
@@ -230,7 +368,8 @@ fn serve_stdio(cfg: &config::Config, mode: rsyncd::session::io::StdioMode) -> an
     let tmp = tempfile::Builder::new().prefix("rsyncd-stdio-").tempdir().context("creating a temporary state dir")?;
     let port = cfg.global.port.unwrap_or(873);
     // Only the module the client asks for is scanned (lazily, at admission).
-    let state = Arc::new(rsyncd::server::build_state_with(cfg, tmp.path(), SessionSettings::default(), port, false, true)?);
+    let settings = SessionSettings { handshake_timeout: cfg.global.handshake_timeout, ..SessionSettings::default() };
+    let state = Arc::new(rsyncd::server::build_state_with(cfg, tmp.path(), settings, port, false, true)?);
     let code = match serve_conns(input, output, peer, state, 0) {
         Ok(()) => 0,
         Err(SessionError::Exit { code, .. }) => code.code(),
@@ -267,7 +406,7 @@ fn proxied_peer(
         rsyncd::logging::log_global(&format!("proxy protocol rejected from untrusted peer UNDETERMINED ({addr})"));
         return Ok(None);
     }
-    let deadline = std::time::Instant::now() + SessionSettings::default().handshake_timeout;
+    let deadline = std::time::Instant::now() + cfg.global.handshake_timeout;
     match rsyncd::server::read_proxy_header(stream, deadline) {
         Ok(h) => Ok(Some(Some(h.source.unwrap_or(socket_peer)))),
         Err(e) => {
@@ -406,11 +545,16 @@ fn main() -> anyhow::Result<()> {
         },
         None => IpAddr::from([0, 0, 0, 0]),
     };
+    match hardening::raise_fd_limit() {
+        Ok((old, new)) if new != old => tracing::info!(from = old, to = new, "raised the open-file limit"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-file limit: {e}"),
+    }
     let shutdown = Arc::new(Mutex::new(None));
     // SIGHUP reloads the configuration (see rsyncd::reload); blocked here,
     // before any thread starts, and waited for once serving.
     let hangup = rsyncd::reload::block_sighup()?;
-    handle_termination(shutdown.clone())?;
+    let signals = handle_signals(shutdown.clone(), cfg.global.drain_timeout)?;
     // Stock writes the pid file of a listening daemon right after reading its
     // configuration, and removes it when it exits (clientserver.c
     // create_pid_file(), cleanup.c); a failure is fatal (exit 11).
@@ -431,27 +575,42 @@ fn main() -> anyhow::Result<()> {
     };
     let settings = SessionSettings {
         flist_cache_bytes: usize::try_from(cli.flist_cache_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        handshake_timeout: cfg.global.handshake_timeout,
         ..SessionSettings::default()
     };
     let state = Arc::new(rsyncd::server::build_state(&cfg, &state_dir, settings, port, !cli.no_watch)?);
     *shutdown.lock().unwrap_or_else(|p| p.into_inner()) = Some((state.clone(), state_dir.clone()));
+    // Sockets first (the listeners, the control socket), while root.
+    let control = match rsyncd::control::bind(&state_dir) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("control socket in {}: {e}; `rsyncd refresh` will not work", state_dir.display());
+            None
+        }
+    };
+    let net = rsyncd::server::NetSettings::from_global(&cfg.global)?;
+    let listeners = bind_or_take(&state, ip, &net, activated)?;
+    rsyncd::metrics::set_listener_ports(listeners.iter().map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0)).collect());
+    let metrics_addr = match cli.metrics_address.as_ref().or(cfg.global.metrics_address.as_ref()) {
+        Some(a) => Some(rsyncd::metrics::parse_address(a).map_err(|e| anyhow::anyhow!("{e}"))?),
+        None => None,
+    };
+    // Everything that needs root is done (sockets bound, fanotify marks
+    // set, snapshots, pid file and logs open); no other thread than the
+    // signal thread runs yet.
+    if !cli.keep_privileges {
+        drop_privileges(&cfg, metrics_addr.map(|a| a.port()), &signals)?;
+    }
     // Watchers, maintenance and change triggers run for the life of the
     // process; a reload updates them.
     let triggers = rsyncd::triggers::Triggers::start(&cfg, rsyncd::triggers::BACKOFF_BASE).map_err(|e| anyhow::anyhow!("{e}"))?;
     let backgrounds = rsyncd::server::start_background_set(&state, Some(triggers.clone()));
     let shared = rsyncd::reload::SharedState::new(state.clone());
-    match rsyncd::control::bind(&state_dir) {
-        Ok(l) => {
-            let sh = shared.clone();
-            rsyncd::control::spawn_server_with(l, Arc::new(move || Arc::new(sh.load().stores.clone())))?
-        }
-        Err(e) => tracing::warn!("control socket in {}: {e}; `rsyncd refresh` will not work", state_dir.display()),
+    if let Some(l) = control {
+        let sh = shared.clone();
+        rsyncd::control::spawn_server_with(l, Arc::new(move || Arc::new(sh.load().stores.clone())))?
     }
-    let net = rsyncd::server::NetSettings::from_global(&cfg.global)?;
-    let listeners = bind_or_take(&state, ip, &net, activated)?;
-    rsyncd::metrics::set_listener_ports(listeners.iter().map(|l| l.local_addr().map(|a| a.port()).unwrap_or(0)).collect());
-    if let Some(a) = cli.metrics_address.as_ref().or(cfg.global.metrics_address.as_ref()) {
-        let addr = rsyncd::metrics::parse_address(a).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(addr) = metrics_addr {
         let sh = shared.clone();
         let bound =
             rsyncd::metrics::spawn_server(addr, Arc::new(move || sh.load())).with_context(|| format!("cannot serve metrics on {addr}"))?;
@@ -527,6 +686,7 @@ fn bind_or_take(
                     tracing::warn!("failed to set socket option {}: {e}", name.name());
                 }
                 tracing::info!(address = ?l.local_addr().ok(), "listening socket from systemd");
+                rsyncd::server::keep_open_on_drain(&l);
                 out.push(l);
             }
             None => {

@@ -16,8 +16,10 @@
 //! listener ports (`port`, `--port`, `daemon port` values) — a reload that
 //! would change it is refused and the old configuration kept — and
 //! `address`, `socket options`, `listen backlog`, `proxy protocol`,
-//! `proxy protocol hosts`, `max sessions`, `max sessions per host`, `pid
-//! file` and `metrics address`, which are logged as needing a restart. A
+//! `proxy protocol hosts`, `max sessions`, `max sessions per host`,
+//! `handshake timeout`, `max handshakes`, `max handshakes per host`, `drain
+//! timeout`, `pid file` and `metrics address`, which are logged as needing a
+//! restart. A
 //! configuration that does not load or whose modules cannot be served is
 //! logged and the old one stays in force.
 
@@ -224,6 +226,10 @@ pub fn restart_only_changes(old: &Global, new: &Global) -> Vec<&'static str> {
     check("proxy protocol hosts", old.proxy_protocol_hosts != new.proxy_protocol_hosts);
     check("max sessions", old.max_sessions != new.max_sessions);
     check("max sessions per host", old.max_sessions_per_host != new.max_sessions_per_host);
+    check("handshake timeout", old.handshake_timeout != new.handshake_timeout);
+    check("max handshakes", old.max_handshakes != new.max_handshakes);
+    check("max handshakes per host", old.max_handshakes_per_host != new.max_handshakes_per_host);
+    check("drain timeout", old.drain_timeout != new.drain_timeout);
     check("pid file", old.pid_file != new.pid_file);
     check("metrics address", old.metrics_address != new.metrics_address);
     v

@@ -9,7 +9,8 @@ use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use filelist_cache::{OpenSource, SnapshotStore, StoreOptions, Stores, WatchStatus};
@@ -19,7 +20,7 @@ use protocol::filter::{DaemonFilterParams, FilterList};
 use crate::access::auth::{self, AuthConfig};
 use crate::access::hosts::{HostAcl, HostName, HostTokenError, Peer, PeerInfo, SystemResolver};
 use crate::access::identity::{self, Identity, ModuleAccess};
-use crate::access::limits::{CapExceeded, CapGuard, SessionCaps};
+use crate::access::limits::{CapExceeded, CapGuard, HandshakePool, HandshakeRefused, HandshakeTicket, SessionCaps};
 use crate::access::refuse::RefuseRules;
 use crate::config::{Config, Global, Module, SocketOption, SocketOptionName};
 use crate::module::{ModuleStore, ListenerSpec, ModuleRules, ModuleRuntime, ServerState, SessionSettings};
@@ -471,6 +472,10 @@ pub struct NetSettings {
     pub socket_options: Vec<SocketOption>,
     /// `proxy protocol`: `None` when off.
     pub proxy: Option<ProxyPolicy>,
+    /// `max handshakes`: connections per listener in their handshake at once.
+    pub max_handshakes: usize,
+    /// `max handshakes per host`.
+    pub max_handshakes_per_host: usize,
 }
 
 /// The backlog when `listen backlog` is unset: std's `TcpListener`'s, what
@@ -481,7 +486,13 @@ pub const UNSET_LISTEN_BACKLOG: u32 = 128;
 
 impl Default for NetSettings {
     fn default() -> Self {
-        NetSettings { listen_backlog: UNSET_LISTEN_BACKLOG, socket_options: Vec::new(), proxy: None }
+        NetSettings {
+            listen_backlog: UNSET_LISTEN_BACKLOG,
+            socket_options: Vec::new(),
+            proxy: None,
+            max_handshakes: crate::access::limits::DEFAULT_MAX_HANDSHAKES,
+            max_handshakes_per_host: crate::access::limits::DEFAULT_MAX_HANDSHAKES_PER_HOST,
+        }
     }
 }
 
@@ -502,6 +513,8 @@ impl NetSettings {
             listen_backlog: g.listen_backlog.unwrap_or(UNSET_LISTEN_BACKLOG),
             socket_options: g.socket_options.clone(),
             proxy,
+            max_handshakes: g.max_handshakes,
+            max_handshakes_per_host: g.max_handshakes_per_host,
         })
     }
 }
@@ -594,7 +607,9 @@ pub fn bind_all(state: &ServerState, address: IpAddr, net: &NetSettings) -> std:
 }
 
 /// Accept connections on every listener, one thread per session; returns
-/// only if an accept thread cannot be started.
+/// only if an accept thread cannot be started.  Once a drain has begun (see
+/// [`begin_drain`]) the accept loops end and this waits for the process to
+/// exit (the signal handler ends it when the sessions are done).
 pub fn serve_all(listeners: Vec<TcpListener>, state: Arc<ServerState>, net: NetSettings) -> std::io::Result<()> {
     serve_all_shared(listeners, crate::reload::SharedState::new(state), net)
 }
@@ -613,6 +628,9 @@ pub fn serve_all_shared(listeners: Vec<TcpListener>, shared: Arc<crate::reload::
     for h in handles {
         let _ = h.join();
     }
+    while draining() {
+        std::thread::park();
+    }
     Ok(())
 }
 
@@ -622,18 +640,63 @@ fn enter(caps: &Arc<SessionCaps>, stream: &TcpStream, peer: SocketAddr) -> Optio
     match caps.try_enter(peer.ip()) {
         Ok(g) => Some(g),
         Err(why) => {
-            use std::io::Write;
             let n = match why {
                 CapExceeded::Total(n) | CapExceeded::PerHost(n) => n,
             };
             tracing::info!(peer = %peer, "session refused: {why:?}");
             crate::metrics::refused(crate::metrics::Refusal::MaxSessions, None);
-            let mut s = stream;
-            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(&protocol::greeting::server_greeting());
-            let _ = s.write_all(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+            send_busy(stream, n);
             None
         }
+    }
+}
+
+/// Turn a client away before its handshake: our greeting, stock's `@ERROR:
+/// max connections (N) reached -- try again later`, and our side shut.
+/// Keep the socket open a moment longer (see [`Lingering`]) so the client's
+/// next write does not fail before it has read the error.
+fn send_busy(mut stream: &TcpStream, n: usize) {
+    use std::io::Write;
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    let mut b = protocol::greeting::server_greeting();
+    b.extend_from_slice(&protocol::greeting::error_line(&format!("max connections ({n}) reached -- try again later")));
+    let _ = stream.write_all(&b);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+}
+
+/// Connections turned away by the accept loop ([`send_busy`]), kept open
+/// for [`Lingering::FOR`] so that the client, which writes its greeting and
+/// module name before it reads our answer, reads the error (stock client:
+/// exit 5) instead of failing on a reset connection (exit 12).  At most
+/// [`Lingering::MAX`]; the oldest goes first.
+struct Lingering(std::collections::VecDeque<(Instant, TcpStream)>);
+
+impl Lingering {
+    const FOR: Duration = Duration::from_secs(2);
+    const MAX: usize = 256;
+
+    fn push(&mut self, s: TcpStream) {
+        self.purge();
+        if self.0.len() >= Self::MAX {
+            self.0.pop_front();
+        }
+        self.0.push_back((Instant::now(), s));
+    }
+
+    fn purge(&mut self) {
+        while self.0.front().is_some_and(|(t, _)| t.elapsed() >= Self::FOR) {
+            self.0.pop_front();
+        }
+    }
+
+    /// Wait up to `t` for a connection to accept (so lingering sockets are
+    /// closed on time when no connection comes); true if one is waiting (or
+    /// the socket was shut: `accept()` then reports it).
+    fn wait_for(listener: &TcpListener, t: Duration) -> bool {
+        let mut p = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut p, 1, t.as_millis() as libc::c_int) };
+        r > 0
     }
 }
 
@@ -692,7 +755,117 @@ fn read_proxy_header_inner(mut stream: &TcpStream, deadline: Instant) -> Result<
     }
 }
 
-/// Accept connections on listener `index` forever.
+/// Admit a connection to its listener's handshake pool (closing the oldest
+/// waiting connection when the pool is full), or turn it away: a client
+/// over its share gets stock's `max connections` text.
+fn admit_handshake(pool: &Arc<HandshakePool>, stream: &TcpStream, client: SocketAddr) -> Option<HandshakeTicket> {
+    // A second handle, for the pool to shut the connection down.
+    let handle = match stream.try_clone() {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(peer = %client, "connection closed: {e}");
+            return None;
+        }
+    };
+    match pool.try_enter(client.ip(), handle) {
+        Ok(a) => {
+            if let Some(ip) = a.evicted {
+                tracing::debug!(evicted = %ip, "handshake pool full ({}): closed the connection waiting longest", pool.max_total);
+            }
+            Some(a.ticket)
+        }
+        Err(why @ (HandshakeRefused::PerHost(n) | HandshakeRefused::Full(n))) => {
+            tracing::info!(peer = %client, "session refused: too many connections in their handshake ({why:?})");
+            crate::metrics::refused(crate::metrics::Refusal::MaxSessions, None);
+            send_busy(stream, n);
+            None
+        }
+        Err(HandshakeRefused::Closed) => None,
+    }
+}
+
+/// Logs a recurring problem of an accept loop at most once per interval,
+/// with the number of occurrences in between.
+struct Throttled {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Throttled {
+    const EVERY: Duration = Duration::from_secs(10);
+
+    fn new() -> Throttled {
+        Throttled { last: None, suppressed: 0 }
+    }
+
+    fn warn(&mut self, what: std::fmt::Arguments<'_>) {
+        if self.last.is_some_and(|t| t.elapsed() < Self::EVERY) {
+            self.suppressed += 1;
+            return;
+        }
+        if self.suppressed > 0 {
+            tracing::warn!("{what} ({} more since the last report)", self.suppressed);
+        } else {
+            tracing::warn!("{what}");
+        }
+        self.last = Some(Instant::now());
+        self.suppressed = 0;
+    }
+}
+
+/// The accept loop's way out of descriptor exhaustion: a descriptor held in
+/// reserve (a duplicate of the listening socket).  When `accept()` fails
+/// with EMFILE/ENFILE the pending connection stays queued and the next
+/// `accept()` fails again at once; giving up the reserve lets us accept
+/// that connection and close it (shedding load) instead of spinning.  The
+/// accepted descriptor then becomes the new reserve in one step (`dup2`
+/// over it closes the connection), so no other thread can take the slot.
+struct FdReserve(Option<std::os::fd::OwnedFd>);
+
+impl FdReserve {
+    fn new(listener: &TcpListener) -> FdReserve {
+        FdReserve(listener.as_fd().try_clone_to_owned().ok())
+    }
+
+    /// Accept one connection and close it at once; false when there was no
+    /// reserve to give up (the caller then waits a little).
+    fn shed_one(&mut self, listener: &TcpListener) -> bool {
+        use std::os::fd::{FromRawFd, IntoRawFd};
+        let Some(fd) = self.0.take() else {
+            self.0 = listener.as_fd().try_clone_to_owned().ok();
+            return false;
+        };
+        drop(fd);
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let raw = stream.into_raw_fd();
+                // SAFETY: `raw` is the descriptor we just took out of the
+                // stream (so we own it) and the listener's descriptor is
+                // open; dup2 closes the connection and leaves `raw` a
+                // duplicate of the listener, which we own from here on.
+                self.0 = unsafe {
+                    if libc::dup2(listener.as_raw_fd(), raw) == raw {
+                        Some(std::os::fd::OwnedFd::from_raw_fd(raw))
+                    } else {
+                        drop(TcpStream::from_raw_fd(raw));
+                        None
+                    }
+                };
+                true
+            }
+            Err(_) => {
+                self.0 = listener.as_fd().try_clone_to_owned().ok();
+                false
+            }
+        }
+    }
+}
+
+fn is_out_of_fds(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// Accept connections on listener `index` until the daemon drains.
 pub fn serve(listener: TcpListener, state: Arc<ServerState>, index: usize, net: Arc<NetSettings>) {
     serve_shared(listener, crate::reload::SharedState::new(state), index, net)
 }
@@ -706,15 +879,45 @@ pub fn serve_shared(listener: TcpListener, shared: Arc<crate::reload::SharedStat
     // Connections from trusted proxies whose header is still being read:
     // no more of them than sessions.
     let pending = SessionCaps::new(caps.max_total, caps.max_total);
+    // Connections in their handshake (greeting to arguments).
+    let pool = HandshakePool::new(net.max_handshakes, net.max_handshakes_per_host, crate::access::limits::EVICT_AFTER);
+    register_for_drain(&listener, &pool);
+    let mut reserve = FdReserve::new(&listener);
+    let mut accept_trouble = Throttled::new();
+    let mut spawn_trouble = Throttled::new();
+    let mut lingering = Lingering(Default::default());
     loop {
+        // Wait in poll(), not in accept(): lingering sockets are closed on
+        // time, and a drain is seen even on a socket that is not shut
+        // (one systemd passed, which must stay open for the next start).
+        let ready = Lingering::wait_for(&listener, Duration::from_millis(250));
+        lingering.purge();
+        if draining() {
+            return;
+        }
+        if !ready {
+            continue;
+        }
         let (stream, peer) = match listener.accept() {
             Ok(x) => x,
+            Err(_) if draining() => return,
+            Err(e) if is_out_of_fds(&e) => {
+                accept_trouble.warn(format_args!("accept failed: {e}; closing new connections until descriptors are free"));
+                if !reserve.shed_one(&listener) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                continue;
+            }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED) | Some(libc::EINTR)) => continue,
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                accept_trouble.warn(format_args!("accept failed: {e}"));
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             }
         };
+        if draining() {
+            return;
+        }
         let state = shared.load();
         crate::metrics::connection_accepted(index);
         for (name, e) in apply_socket_options(&stream, &net.socket_options) {
@@ -724,15 +927,27 @@ pub fn serve_shared(listener: TcpListener, shared: Arc<crate::reload::SharedStat
         let _ = socket2::SockRef::from(&stream).set_keepalive(true);
         let Some(policy) = &net.proxy else {
             let Some(guard) = enter(&caps, &stream, peer) else {
+                lingering.push(stream);
+                continue;
+            };
+            let Some(ticket) = admit_handshake(&pool, &stream, peer) else {
+                lingering.push(stream);
+                continue;
+            };
+            // Every descriptor the session starts with is made here, in
+            // turn with the accept loop's reserve (see `FdReserve`).
+            let Ok(read_half) = stream.try_clone() else {
                 continue;
             };
             let st = state.clone();
+            let counted = InFlight::new();
             let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
+                let _counted = counted;
                 let _guard = guard;
-                let _ = crate::session::serve_connection(stream, peer, st, index);
+                let _ = crate::session::serve_connection_pooled(stream, read_half, peer, st, index, Some(ticket));
             });
             if let Err(e) = spawned {
-                tracing::warn!("cannot start session thread: {e}");
+                spawn_trouble.warn(format_args!("cannot start session thread: {e}"));
             }
             continue;
         };
@@ -752,8 +967,11 @@ pub fn serve_shared(listener: TcpListener, shared: Arc<crate::reload::SharedStat
         };
         let st = state.clone();
         let caps = caps.clone();
+        let pool = pool.clone();
         let deadline = Instant::now() + st.settings.handshake_timeout;
+        let counted = InFlight::new();
         let spawned = std::thread::Builder::new().name(format!("session-{peer}")).spawn(move || {
+            let _counted = counted;
             let header = match read_proxy_header(&stream, deadline) {
                 Ok(h) => h,
                 Err(e) => {
@@ -766,14 +984,152 @@ pub fn serve_shared(listener: TcpListener, shared: Arc<crate::reload::SharedStat
             let client = header.source.unwrap_or(peer);
             tracing::debug!(proxy = %peer, client = %client, version = ?header.version, "PROXY header");
             let Some(_guard) = enter(&caps, &stream, client) else {
+                std::thread::sleep(Lingering::FOR);
                 return;
             };
-            let _ = crate::session::serve_connection(stream, client, st, index);
+            let Some(ticket) = admit_handshake(&pool, &stream, client) else {
+                std::thread::sleep(Lingering::FOR);
+                return;
+            };
+            let Ok(read_half) = stream.try_clone() else {
+                return;
+            };
+            let _ = crate::session::serve_connection_pooled(stream, read_half, client, st, index, Some(ticket));
         });
         if let Err(e) = spawned {
-            tracing::warn!("cannot start session thread: {e}");
+            spawn_trouble.warn(format_args!("cannot start session thread: {e}"));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Graceful stop (drain)
+// ---------------------------------------------------------------------------
+
+/// What a drain acts on: the listening sockets (to stop accepting), the
+/// handshake pools (to close connections that have not finished their
+/// handshake) and the number of session threads alive.
+struct Lifecycle {
+    draining: AtomicBool,
+    listeners: Mutex<Vec<TcpListener>>,
+    /// (device, inode) of listening sockets a drain must leave open.
+    keep_open: Mutex<Vec<(u64, u64)>>,
+    pools: Mutex<Vec<Arc<HandshakePool>>>,
+    sessions: Mutex<usize>,
+    idle: Condvar,
+}
+
+static LIFECYCLE: Lifecycle = Lifecycle {
+    draining: AtomicBool::new(false),
+    listeners: Mutex::new(Vec::new()),
+    keep_open: Mutex::new(Vec::new()),
+    pools: Mutex::new(Vec::new()),
+    sessions: Mutex::new(0),
+    idle: Condvar::new(),
+};
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Shut a listening socket: a blocked `accept()` returns (EINVAL) and
+/// connections queued but not accepted are reset; new ones are refused.
+fn shut_listener(l: &TcpListener) {
+    let _ = socket2::SockRef::from(l).shutdown(std::net::Shutdown::Both);
+}
+
+fn socket_id(l: &TcpListener) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let f = std::fs::File::from(l.as_fd().try_clone_to_owned().ok()?);
+    f.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A drain leaves `listener` open (not shut): a socket systemd passed
+/// (socket activation) is shared with systemd, which keeps queueing
+/// connections on it for the next start.
+pub fn keep_open_on_drain(listener: &TcpListener) {
+    if let Some(id) = socket_id(listener) {
+        locked(&LIFECYCLE.keep_open).push(id);
+    }
+}
+
+fn register_for_drain(listener: &TcpListener, pool: &Arc<HandshakePool>) {
+    locked(&LIFECYCLE.pools).push(pool.clone());
+    let keep = socket_id(listener).is_some_and(|id| locked(&LIFECYCLE.keep_open).contains(&id));
+    if !keep {
+        if let Ok(c) = listener.try_clone() {
+            locked(&LIFECYCLE.listeners).push(c);
+        }
+        // A drain that began before this listener was registered.
+        if draining() {
+            shut_listener(listener);
+        }
+    }
+    if draining() {
+        pool.close_all();
+    }
+}
+
+/// One session thread alive (from before its spawn to its end, `post-xfer
+/// exec` included).
+struct InFlight(());
+
+impl InFlight {
+    fn new() -> InFlight {
+        *locked(&LIFECYCLE.sessions) += 1;
+        InFlight(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut n = locked(&LIFECYCLE.sessions);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            LIFECYCLE.idle.notify_all();
+        }
+    }
+}
+
+/// Start a graceful stop: every listener stops accepting (its socket is
+/// shut, so new connections are refused; a socket from systemd is left
+/// open, see [`keep_open_on_drain`]), connections still in their handshake
+/// are closed, and sessions past it go on.  Returns the number of
+/// session threads still running.  Idempotent.
+pub fn begin_drain() -> usize {
+    LIFECYCLE.draining.store(true, Ordering::SeqCst);
+    for l in locked(&LIFECYCLE.listeners).drain(..) {
+        shut_listener(&l);
+    }
+    for p in locked(&LIFECYCLE.pools).iter() {
+        p.close_all();
+    }
+    sessions_in_flight()
+}
+
+/// A drain has begun.
+pub fn draining() -> bool {
+    LIFECYCLE.draining.load(Ordering::SeqCst)
+}
+
+/// Session threads running now (including connections in their handshake).
+pub fn sessions_in_flight() -> usize {
+    *locked(&LIFECYCLE.sessions)
+}
+
+/// Wait until no session thread runs, at most `timeout`; returns how many
+/// still run.
+pub fn wait_for_sessions(timeout: Duration) -> usize {
+    let deadline = Instant::now() + timeout;
+    let mut n = locked(&LIFECYCLE.sessions);
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        n = LIFECYCLE.idle.wait_timeout(n, left).map(|(g, _)| g).unwrap_or_else(|p| p.into_inner().0);
+    }
+    *n
 }
 
 /// Bind a listener on `addr` (default backlog, no socket options).

@@ -1,5 +1,12 @@
 //! Connection limits: stock's `max connections` slots in the `lock file`,
-//! and our per-listener session caps (total and per client address).
+//! our per-listener session caps (total and per client address), and the
+//! pool of connections still in their handshake ([`HandshakePool`]).
+//!
+//! The daemon's own defaults for these limits live here
+//! ([`DEFAULT_HANDSHAKE_TIMEOUT`], [`DEFAULT_MAX_HANDSHAKES`],
+//! [`DEFAULT_MAX_HANDSHAKES_PER_HOST`], [`DEFAULT_DRAIN_TIMEOUT`]; `max
+//! sessions` and `max sessions per host` default to 1024 and 64); the
+//! protocol's wire limits are `protocol::limits::Limits`.
 //!
 //! `claim_connection()` mirrors `connection.c`: slot `i` is a write lock on
 //! bytes `4i..4i+4` of the lock file, tried in order; the slot is held for
@@ -9,13 +16,42 @@
 //! each other per open file and with classic locks, so a lock file shared
 //! with a stock daemon (or a second rsyncd) still counts correctly.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default `handshake timeout`: one absolute deadline from the accept to the
+/// end of the client's arguments (greeting, module line, authentication,
+/// arguments), however the client trickles its bytes.  Stock's is 60 s too;
+/// a module `timeout` can only shorten it.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default `max handshakes`: connections per listener that may be in their
+/// handshake at once.  When the pool is full the connection that has been
+/// waiting longest is closed to make room (if it has waited at least
+/// [`EVICT_AFTER`]), so a flood of idle connections costs at most this many
+/// threads (each about 35 KiB resident) and cannot lock out clients that
+/// complete their handshake promptly.
+pub const DEFAULT_MAX_HANDSHAKES: usize = 256;
+
+/// A connection in its handshake is safe from eviction for this long (an
+/// honest client needs a few round trips); when every connection in a full
+/// pool is younger, a new one is refused instead.
+pub const EVICT_AFTER: Duration = Duration::from_secs(1);
+
+/// Default `max handshakes per host`: connections in their handshake at once
+/// from one client (an IPv4 address or an IPv6 /64) per listener; a further
+/// one is refused at once (it cannot push other clients out of the pool).
+pub const DEFAULT_MAX_HANDSHAKES_PER_HOST: usize = 16;
+
+/// Default `drain timeout`: after SIGTERM/SIGINT the daemon stops accepting
+/// and waits this long for the sessions in flight before it exits anyway.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A held `max connections` slot; released when dropped (the file closes).
 #[derive(Debug)]
@@ -182,9 +218,241 @@ impl SessionCaps {
     }
 }
 
+/// Connections of one listener that are still in their handshake (from the
+/// accept until the client's arguments are read): at most `max_total`, and at
+/// most `max_per_host` from one client.
+///
+/// Each entry keeps a second handle to its socket so that the pool can close
+/// it from outside the session's thread: when the pool is full, a new
+/// connection evicts the oldest one (its blocked read returns at once and its
+/// thread ends), and [`HandshakePool::close_all`] ends every one of them when
+/// the daemon drains.
+#[derive(Debug)]
+pub struct HandshakePool {
+    /// Connections in their handshake at once.
+    pub max_total: usize,
+    /// Connections in their handshake at once from one client.
+    pub max_per_host: usize,
+    /// How long a connection is safe from eviction.
+    pub evict_after: Duration,
+    inner: Mutex<PoolInner>,
+}
+
+#[derive(Debug, Default)]
+struct PoolInner {
+    /// Entry ids increase with arrival: the first entry is the oldest.
+    live: BTreeMap<u64, Pending>,
+    per_host: HashMap<IpAddr, usize>,
+    next_id: u64,
+    evicted: u64,
+    closed: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    key: IpAddr,
+    conn: TcpStream,
+    since: Instant,
+}
+
+impl PoolInner {
+    fn remove(&mut self, id: u64) -> Option<Pending> {
+        let p = self.live.remove(&id)?;
+        if let Some(n) = self.per_host.get_mut(&p.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_host.remove(&p.key);
+            }
+        }
+        Some(p)
+    }
+}
+
+/// Why a connection may not start its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeRefused {
+    /// That client already has `max handshakes per host` connections in
+    /// their handshake.
+    PerHost(usize),
+    /// The pool is full of connections too young to evict.
+    Full(usize),
+    /// The daemon is draining: no new connection is served.
+    Closed,
+}
+
+/// A connection admitted to a [`HandshakePool`].
+#[derive(Debug)]
+pub struct Admitted {
+    /// Leaves the pool when dropped (at the end of the handshake).
+    pub ticket: HandshakeTicket,
+    /// The client whose oldest waiting connection was closed to make room.
+    pub evicted: Option<IpAddr>,
+}
+
+/// A place in a [`HandshakePool`]; dropping it (once the handshake is over,
+/// or when the session ends) frees the place.
+#[derive(Debug)]
+pub struct HandshakeTicket {
+    pool: Arc<HandshakePool>,
+    id: u64,
+}
+
+impl Drop for HandshakeTicket {
+    fn drop(&mut self) {
+        let mut g = self.pool.inner.lock().unwrap_or_else(|e| e.into_inner());
+        // Already gone when it was evicted or closed.
+        g.remove(self.id);
+    }
+}
+
+impl HandshakePool {
+    /// A new, empty pool (each cap at least 1); a connection may be evicted
+    /// once it has waited `evict_after` ([`EVICT_AFTER`] in the daemon).
+    pub fn new(max_total: usize, max_per_host: usize, evict_after: Duration) -> Arc<HandshakePool> {
+        Arc::new(HandshakePool {
+            max_total: max_total.max(1),
+            max_per_host: max_per_host.max(1),
+            evict_after,
+            inner: Mutex::new(PoolInner::default()),
+        })
+    }
+
+    /// Admit a connection from `ip` now; see [`Self::try_enter_at`].
+    pub fn try_enter(self: &Arc<Self>, ip: IpAddr, conn: TcpStream) -> Result<Admitted, HandshakeRefused> {
+        self.try_enter_at(ip, conn, Instant::now())
+    }
+
+    /// Admit a connection from `ip` arriving at `now`; `conn` is a second
+    /// handle to its socket (kept to shut the connection down if it is
+    /// evicted or the daemon drains).  A full pool makes room by closing its
+    /// oldest connection if that one has waited `evict_after`; otherwise the
+    /// newcomer is refused.
+    pub fn try_enter_at(self: &Arc<Self>, ip: IpAddr, conn: TcpStream, now: Instant) -> Result<Admitted, HandshakeRefused> {
+        let key = host_key(ip);
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.closed {
+            return Err(HandshakeRefused::Closed);
+        }
+        if g.per_host.get(&key).copied().unwrap_or(0) >= self.max_per_host {
+            return Err(HandshakeRefused::PerHost(self.max_per_host));
+        }
+        let mut evicted = None;
+        while g.live.len() >= self.max_total {
+            let Some((&oldest, p)) = g.live.iter().next() else { break };
+            if now.saturating_duration_since(p.since) < self.evict_after {
+                return Err(HandshakeRefused::Full(self.max_total));
+            }
+            if let Some(p) = g.remove(oldest) {
+                let _ = p.conn.shutdown(Shutdown::Both);
+                g.evicted += 1;
+                evicted = Some(p.key);
+            }
+        }
+        let id = g.next_id;
+        g.next_id += 1;
+        g.live.insert(id, Pending { key, conn, since: now });
+        *g.per_host.entry(key).or_insert(0) += 1;
+        Ok(Admitted { ticket: HandshakeTicket { pool: self.clone(), id }, evicted })
+    }
+
+    /// Close every connection still in its handshake and refuse new ones
+    /// (the daemon is draining).
+    pub fn close_all(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.closed = true;
+        let ids: Vec<u64> = g.live.keys().copied().collect();
+        for id in ids {
+            if let Some(p) = g.remove(id) {
+                let _ = p.conn.shutdown(Shutdown::Both);
+            }
+        }
+    }
+
+    /// Connections in their handshake now.
+    pub fn pending(&self) -> usize {
+        self.inner.lock().map(|g| g.live.len()).unwrap_or(0)
+    }
+
+    /// Connections closed so far to make room for newer ones.
+    pub fn evicted(&self) -> u64 {
+        self.inner.lock().map(|g| g.evicted).unwrap_or(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
+    use std::net::TcpListener;
+
+    /// A connected pair: (client end, server end).
+    fn pair(l: &TcpListener) -> (TcpStream, TcpStream) {
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    fn closed(c: &mut TcpStream) -> bool {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 1];
+        matches!(c.read(&mut b), Ok(0) | Err(_))
+    }
+
+    #[test]
+    fn handshake_pool_evicts_the_oldest_and_caps_each_host() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let pool = HandshakePool::new(3, 2, Duration::from_secs(1));
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "2001:db8::1".parse().unwrap();
+        let (mut c1, s1) = pair(&l);
+        let (mut c2, s2) = pair(&l);
+        let (mut c3, s3) = pair(&l);
+        let (mut c4, s4) = pair(&l);
+        let t1 = pool.try_enter_at(a, s1.try_clone().unwrap(), at(0)).unwrap();
+        assert_eq!(t1.evicted, None);
+        let t2 = pool.try_enter_at(a, s2.try_clone().unwrap(), at(10)).unwrap();
+        // A third from `a` is over its share: refused, nobody evicted.
+        let (_c5, s5) = pair(&l);
+        assert_eq!(pool.try_enter_at(a, s5, at(20)).unwrap_err(), HandshakeRefused::PerHost(2));
+        let t3 = pool.try_enter_at(b, s3.try_clone().unwrap(), at(30)).unwrap();
+        assert_eq!(pool.pending(), 3);
+        // Full, and the oldest has not waited a second yet: refused.
+        let (_c8, s8) = pair(&l);
+        assert_eq!(pool.try_enter_at(c, s8, at(999)).unwrap_err(), HandshakeRefused::Full(3));
+        // Later the oldest (the first from `a`) is shut down to make room.
+        let t4 = pool.try_enter_at(c, s4.try_clone().unwrap(), at(1000)).unwrap();
+        assert_eq!(t4.evicted, Some(a));
+        assert_eq!((pool.pending(), pool.evicted()), (3, 1));
+        assert!(closed(&mut c1), "the evicted connection is closed");
+        // Its ticket's drop does not free a second place.
+        drop(t1);
+        assert_eq!(pool.pending(), 3);
+        // `a` has one place left again; a ticket dropped frees its place.
+        drop(t2);
+        assert_eq!(pool.pending(), 2);
+        let (_c6, s6) = pair(&l);
+        let t6 = pool.try_enter(a, s6).unwrap();
+        assert_eq!(t6.evicted, None);
+        // Draining closes everything and refuses newcomers.
+        pool.close_all();
+        assert_eq!(pool.pending(), 0);
+        assert!(closed(&mut c3) && closed(&mut c4));
+        let (_c7, s7) = pair(&l);
+        assert_eq!(pool.try_enter(b, s7).unwrap_err(), HandshakeRefused::Closed);
+        drop((t3, t4, t6));
+        // A connection whose handshake ended normally is left open.
+        let pool = HandshakePool::new(1, 1, Duration::ZERO);
+        let t = pool.try_enter(a, s2.try_clone().unwrap()).unwrap();
+        drop(t.ticket);
+        pool.close_all();
+        c2.set_read_timeout(Some(std::time::Duration::from_millis(200))).unwrap();
+        let mut buf = [0u8; 1];
+        let r = c2.read(&mut buf);
+        assert!(matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock), "{r:?}");
+    }
 
     #[test]
     fn slots_are_exclusive_within_one_process() {

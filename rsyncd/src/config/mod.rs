@@ -145,6 +145,18 @@ pub struct Global {
     /// `max sessions per host` (our extension): sessions at once from one
     /// client (an IPv4 address or an IPv6 /64) on each listener.
     pub max_sessions_per_host: usize,
+    /// `handshake timeout` (our extension): the absolute deadline from the
+    /// accept to the end of the client's arguments.
+    pub handshake_timeout: std::time::Duration,
+    /// `max handshakes` (our extension): connections in their handshake at
+    /// once on each listener (the oldest is closed to make room).
+    pub max_handshakes: usize,
+    /// `max handshakes per host` (our extension): connections in their
+    /// handshake at once from one client on each listener.
+    pub max_handshakes_per_host: usize,
+    /// `drain timeout` (our extension): how long SIGTERM/SIGINT waits for the
+    /// sessions in flight (0: exit at once).
+    pub drain_timeout: std::time::Duration,
     /// Every parameter set in the global context, as written:
     /// (canonical name, raw unexpanded value, line).
     pub raw: Vec<(String, String, usize)>,
@@ -1855,6 +1867,22 @@ impl<'o> Loader<'o> {
         let metrics_address = opt_text(self, P::MetricsAddress);
         let max_sessions = count(self, P::MaxSessions, 1024);
         let max_sessions_per_host = count(self, P::MaxSessionsPerHost, 64);
+        use crate::access::limits as lim;
+        let secs = |d: std::time::Duration| d.as_secs() as usize;
+        let handshake_timeout =
+            std::time::Duration::from_secs(count(self, P::HandshakeTimeout, secs(lim::DEFAULT_HANDSHAKE_TIMEOUT)) as u64);
+        let max_handshakes = count(self, P::MaxHandshakes, lim::DEFAULT_MAX_HANDSHAKES);
+        let max_handshakes_per_host = count(self, P::MaxHandshakesPerHost, lim::DEFAULT_MAX_HANDSHAKES_PER_HOST);
+        let drain_timeout = match int(self, P::DrainTimeout) {
+            None => lim::DEFAULT_DRAIN_TIMEOUT,
+            Some((n, origin)) => match u64::try_from(n) {
+                Ok(v) => std::time::Duration::from_secs(v),
+                Err(_) => {
+                    self.problem(&origin, Some(P::DrainTimeout), format!("drain timeout {n} is negative"));
+                    lim::DEFAULT_DRAIN_TIMEOUT
+                }
+            },
+        };
         let reverse_lookup = !matches!(
             self.vars[P::ReverseLookup as usize],
             Some(Setting {
@@ -1867,6 +1895,10 @@ impl<'o> Loader<'o> {
             metrics_address,
             max_sessions,
             max_sessions_per_host,
+            handshake_timeout,
+            max_handshakes,
+            max_handshakes_per_host,
+            drain_timeout,
             port,
             address,
             motd_file,

@@ -85,6 +85,14 @@ pub(crate) enum P {
     MaxSessionsPerHost,
     /// Our extension: `host:port` of the Prometheus metrics endpoint.
     MetricsAddress,
+    /// Our extension: the absolute handshake deadline, in seconds.
+    HandshakeTimeout,
+    /// Our extension: connections in their handshake at once per listener.
+    MaxHandshakes,
+    /// Our extension: connections in their handshake at once per client host.
+    MaxHandshakesPerHost,
+    /// Our extension: how long SIGTERM waits for sessions in flight, in seconds.
+    DrainTimeout,
     // Locals
     AuthDigest,
     AuthUsers,
@@ -309,6 +317,38 @@ pub(crate) const TABLE: &[Def] = &[
         G,
         Kind::Str,
         DefaultValue::Null,
+        Yes,
+    ),
+    def(
+        P::HandshakeTimeout,
+        "handshake timeout",
+        G,
+        Kind::Int,
+        DefaultValue::Int(60),
+        Yes,
+    ),
+    def(
+        P::MaxHandshakes,
+        "max handshakes",
+        G,
+        Kind::Int,
+        DefaultValue::Int(256),
+        Yes,
+    ),
+    def(
+        P::MaxHandshakesPerHost,
+        "max handshakes per host",
+        G,
+        Kind::Int,
+        DefaultValue::Int(16),
+        Yes,
+    ),
+    def(
+        P::DrainTimeout,
+        "drain timeout",
+        G,
+        Kind::Int,
+        DefaultValue::Int(30),
         Yes,
     ),
     def(

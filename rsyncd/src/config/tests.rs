@@ -702,6 +702,22 @@ fn our_extensions() {
         ]
     );
 }
+#[test]
+fn handshake_and_drain_limits() {
+    let c = ok("handshake timeout = 3\nmax handshakes = 40\nmax handshakes per host = 4\ndrain timeout = 0\n[m]\npath = /p\n");
+    let g = &c.global;
+    assert_eq!(g.handshake_timeout, std::time::Duration::from_secs(3));
+    assert_eq!((g.max_handshakes, g.max_handshakes_per_host), (40, 4));
+    assert_eq!(g.drain_timeout, std::time::Duration::ZERO);
+    let g = ok("[m]\npath = /p\n").global;
+    assert_eq!(g.handshake_timeout, crate::access::limits::DEFAULT_HANDSHAKE_TIMEOUT);
+    assert_eq!((g.max_handshakes, g.max_handshakes_per_host), (256, 16));
+    assert_eq!(g.drain_timeout, std::time::Duration::from_secs(30));
+    let e = err("handshake timeout = 0\nmax handshakes = -1\ndrain timeout = -5\n[m]\npath = /p\n");
+    let got: Vec<_> = e.problems.iter().map(|p| (p.line, p.key.clone().unwrap_or_default())).collect();
+    assert_eq!(got, [(1, "handshake timeout".to_owned()), (2, "max handshakes".to_owned()), (3, "drain timeout".to_owned())]);
+}
+
 // ---------------------------------------------------------------------------
 // Fixtures
 // ---------------------------------------------------------------------------

@@ -78,6 +78,9 @@ pub struct Session {
     setup_done: bool,
     /// The module's hooks, once admitted (`post-xfer exec` runs at the end).
     pub(crate) hooks: Option<crate::exec::SessionHooks>,
+    /// The connection's place in its listener's handshake pool, given up
+    /// when the handshake is over (see `server::serve`).
+    handshake: Option<crate::access::limits::HandshakeTicket>,
 }
 
 /// Serve one connection arriving on listener `listener`. Never panics on
@@ -88,9 +91,25 @@ pub fn serve_connection(
     state: Arc<ServerState>,
     listener: usize,
 ) -> Result<(), SessionError> {
+    let read_half = stream.try_clone()?;
+    serve_connection_pooled(stream, read_half, peer, state, listener, None)
+}
+
+/// [`serve_connection`] for a connection that holds a place in its
+/// listener's handshake pool: `ticket` is given up once the client's
+/// arguments are read, so a running transfer no longer counts there.
+/// `read_half` is a second handle to `stream` (made by the caller, so that
+/// the accept loop allocates every descriptor a session starts with).
+pub fn serve_connection_pooled(
+    stream: TcpStream,
+    read_half: TcpStream,
+    peer: SocketAddr,
+    state: Arc<ServerState>,
+    listener: usize,
+    ticket: Option<crate::access::limits::HandshakeTicket>,
+) -> Result<(), SessionError> {
     let _ = stream.set_nodelay(true);
-    let read_half = Conn::Socket(stream.try_clone()?);
-    serve_conns(read_half, Conn::Socket(stream), Some(peer), state, listener)
+    serve_conns_pooled(Conn::Socket(read_half), Conn::Socket(stream), Some(peer), state, listener, ticket)
 }
 
 /// Serve one session over `input`/`output` (the same socket, or a pair of
@@ -102,6 +121,17 @@ pub fn serve_conns(
     peer: Option<SocketAddr>,
     state: Arc<ServerState>,
     listener: usize,
+) -> Result<(), SessionError> {
+    serve_conns_pooled(input, output, peer, state, listener, None)
+}
+
+fn serve_conns_pooled(
+    input: Conn,
+    output: Conn,
+    peer: Option<SocketAddr>,
+    state: Arc<ServerState>,
+    listener: usize,
+    handshake: Option<crate::access::limits::HandshakeTicket>,
 ) -> Result<(), SessionError> {
     if let Some(p) = &peer {
         crate::logging::log_connect(p);
@@ -126,6 +156,7 @@ pub fn serve_conns(
         abortive_close: false,
         setup_done: false,
         hooks: None,
+        handshake,
     };
     let r = s.run();
     if let Err(e) = &r {
@@ -454,6 +485,7 @@ impl Session {
             (None, None) => self.state.settings.idle_timeout,
         };
         self.input.set_limits(ReadLimits { deadline: None, idle: self.idle_timeout });
+        self.handshake = None;
         if module.rules.write_only {
             crate::metrics::refused(crate::metrics::Refusal::WriteOnly, Some(&module.name));
             // main.c: do_server_sender().

@@ -902,15 +902,15 @@ fn send_file(
     let mpath = join(&list.roots[it.root as usize], &list.name(it, entry));
     let noatime = super::modopts::open_noatime();
     let generated = x.virtual_file.as_ref().filter(|v| v.index == it.entry).map(|v| v.content.clone());
+    // With the size when opened (`None`: unknown, read to the end).
     let opened = match generated {
-        Some(c) => Ok(Box::new(std::io::Cursor::new(c)) as Box<dyn Read>),
-        None => module
-            .root
-            .open_file_with(&mpath, noatime)
-            .and_then(|f| opened_readable(module, &mpath, f))
-            .map(|f| Box::new(f) as Box<dyn Read>),
+        Some(c) => Ok((Box::new(std::io::Cursor::new(c)) as Box<dyn Read>, None)),
+        None => module.root.open_file_with(&mpath, noatime).and_then(|f| opened_readable(module, &mpath, f)).map(|f| {
+            let size = f.metadata().ok().map(|m| m.len());
+            (Box::new(f) as Box<dyn Read>, size)
+        }),
     };
-    let mut file = match opened {
+    let (mut file, size_at_open) = match opened {
         Ok(f) => f,
         Err(e) => {
             let root = &list.roots[it.root as usize];
@@ -939,10 +939,34 @@ fn send_file(
     };
     let mut matcher = DeltaMatcher::new(head, blocks, x.algo, x.seed, x.seed_fix);
     let mut read_failed = false;
+    // Mirrors sender.c send_files() / fileio.c map_ptr(): the file is sent
+    // as long as it was when opened (bytes appended meanwhile are not sent);
+    // a file that shrinks while it is read is a read error (ENODATA), which
+    // poisons the checksum below so the client discards and retries it.
+    let mut left = size_at_open;
     loop {
-        let n = match file.read(&mut x.file_buf) {
-            Ok(0) => break,
-            Ok(n) => n,
+        let want = left.map_or(x.file_buf.len(), |l| usize::try_from(l).unwrap_or(usize::MAX).min(x.file_buf.len()));
+        if want == 0 {
+            break;
+        }
+        let n = match file.read(&mut x.file_buf[..want]) {
+            Ok(0) if left.is_none() => break,
+            Ok(0) => {
+                let t = format!(
+                    "rsync: [sender] read errors mapping {}: {} ({})\n",
+                    full_fname(&list.roots[it.root as usize], &list.name(it, entry), &module.name),
+                    files::strerror(&std::io::Error::from_raw_os_error(libc::ENODATA)),
+                    libc::ENODATA
+                );
+                s.out.msg(MsgCode::ErrorXfer, t.as_bytes())?;
+                *io_error |= IOERR_GENERAL;
+                read_failed = true;
+                break;
+            }
+            Ok(n) => {
+                left = left.map(|l| l.saturating_sub(n as u64));
+                n
+            }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 let root = &list.roots[it.root as usize];
