@@ -1116,6 +1116,27 @@ impl SnapshotStore {
     fn maintenance(&self, rx: mpsc::Receiver<Maint>) {
         let opts = self.inner.opts.clone();
         let mut next_rescan = opts.rescan_interval.map(|i| Instant::now() + i);
+        // Failures are logged when they start, when they change and then at
+        // most once a minute (a full disk fails every compaction attempt).
+        let mut last_failure: Option<(String, Instant)> = None;
+        let mut report = |what: &str, r: Result<(), String>| match r {
+            Ok(()) => {
+                if last_failure.take().is_some() {
+                    tracing::info!(store = %self.name(), "background {what} succeeded again");
+                }
+            }
+            Err(e) => {
+                let text = format!("{what}: {e}");
+                let due = match &last_failure {
+                    Some((prev, at)) => *prev != text || at.elapsed() >= Duration::from_secs(60),
+                    None => true,
+                };
+                if due {
+                    tracing::warn!(store = %self.name(), "background {text}; the last good snapshot stays in service");
+                    last_failure = Some((text, Instant::now()));
+                }
+            }
+        };
         loop {
             let now = Instant::now();
             let mut wait = Duration::from_secs(1);
@@ -1146,7 +1167,7 @@ impl SnapshotStore {
                 rescan = true;
             }
             if rescan {
-                let _ = self.rescan();
+                report("rescan failed", self.rescan().map(drop).map_err(|e| e.to_string()));
                 next_rescan = opts.rescan_interval.map(|i| Instant::now() + i);
                 continue;
             }
@@ -1155,13 +1176,13 @@ impl SnapshotStore {
             let base_len = cur.base.len() as usize;
             drop(cur);
             if compact && ov > self.compact_threshold(base_len) {
-                let _ = self.compact();
+                report("compaction failed", self.compact().map(drop).map_err(|e| e.to_string()));
                 continue;
             }
             if let Some(after) = opts.persist_after {
                 let quiet = lock(&self.inner.upd).last_change.elapsed();
                 if ov > 0 && quiet >= after {
-                    let _ = self.compact();
+                    report("compaction failed", self.compact().map(drop).map_err(|e| e.to_string()));
                 }
             }
         }
