@@ -53,6 +53,17 @@ pub enum ScanError {
         /// rkyv's description of the failure.
         message: String,
     },
+    /// The scan ran out of a process or system resource (descriptors,
+    /// memory) part-way: the tree read so far is incomplete and must not be
+    /// published as if unreadable directories were empty.
+    #[error("scan aborted at '{path}': {source} (a resource limit, not a property of the tree)")]
+    Resource {
+        /// Module-relative path being read (lossy UTF-8).
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
     /// Writing, syncing or renaming the output file failed.
     #[error("cannot write snapshot {}: {source}", path.display())]
     Write {

@@ -71,6 +71,17 @@ struct Scanner<'a> {
 /// reads (the store records directory file handles with it).
 pub(crate) type VisitHook<'a> = &'a mut dyn FnMut(&[u8], BorrowedFd<'_>);
 
+/// Errors that say nothing about the tree but about this process or the
+/// system (out of descriptors or memory): the scan fails as a whole rather
+/// than recording the directory as unreadable.
+fn is_resource_error(e: Errno) -> bool {
+    matches!(e, Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::NOBUFS)
+}
+
+fn resource_error(path: &[u8], e: Errno) -> ScanError {
+    ScanError::Resource { path: String::from_utf8_lossy(path).into_owned(), source: e.into() }
+}
+
 /// Scans `root` and returns the snapshot model and the report.
 pub(crate) fn scan(
     root: &Path,
@@ -167,6 +178,7 @@ fn scan_core(
     };
     let (root_fd, root_err) = match opened {
         Ok(fd) => (Some(fd), None),
+        Err(e) if is_resource_error(e) => return Err(resource_error(prefix, e)),
         Err(e) => {
             sc.issue_errno(prefix, "opendir failed", e);
             (None, Some(e))
@@ -226,6 +238,7 @@ fn scan_core(
         };
         let fd = match opened {
             Ok(fd) => fd,
+            Err(e) if is_resource_error(e) => return Err(resource_error(&sc.path, e)),
             Err(e) => {
                 let path = sc.path.clone();
                 sc.issue_errno(&path, "opendir failed", e);
@@ -363,6 +376,9 @@ impl Scanner<'_> {
         let (mut files, mut subdirs, error) = self.read_children(&fd, path_len);
         if let Some(e) = error {
             self.path.truncate(path_len);
+            if is_resource_error(e) {
+                return Err(resource_error(&self.path, e));
+            }
             let path = self.path.clone();
             self.issue_errno(&path, "readdir failed", e);
             self.mark_unreadable(entry, e, dir);
@@ -449,6 +465,7 @@ pub(crate) fn read_dir_children(
         }
         let st = match rustix::fs::statat(fd, cname, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
+            Err(e) if is_resource_error(e) => return (files, dirs, Some(e)),
             Err(e) => {
                 issue(issues, name, "lstat failed", e);
                 continue;
@@ -459,6 +476,7 @@ pub(crate) fn read_dir_children(
         if attrs.is_symlink() {
             match rustix::fs::readlinkat(fd, cname, Vec::new()) {
                 Ok(t) => target = t.into_bytes(),
+                Err(e) if is_resource_error(e) => return (files, dirs, Some(e)),
                 Err(e) => {
                     issue(issues, name, "readlink failed", e);
                     continue;
@@ -521,6 +539,26 @@ mod tests {
         );
         assert_eq!(report.entries, 5);
         assert_eq!(report.dirs, 4); // root, a, a/secret, b
+    }
+
+    /// Out of descriptors (or memory) part-way is not "this directory is
+    /// unreadable": the scan fails as a whole, so no incomplete tree is
+    /// published.
+    #[test]
+    fn resource_errors_fail_the_whole_scan() {
+        let t = tempfile::tempdir().expect("tempdir");
+        fs::create_dir_all(t.path().join("a/b")).expect("mkdir");
+        fs::write(t.path().join("a/b/f"), b"x").expect("write");
+        for (at, e) in [(&b"a/b"[..], Errno::MFILE), (b"a", Errno::NFILE), (b"", Errno::NOMEM)] {
+            let hook = |p: &[u8]| (p == at).then_some(e);
+            match scan(t.path(), &BuildOptions::default(), &hook) {
+                Err(ScanError::Resource { path, source }) => {
+                    assert_eq!(path.as_bytes(), at);
+                    assert_eq!(source.raw_os_error(), Some(e.raw_os_error()));
+                }
+                other => panic!("{e:?} at {at:?}: {:?}", other.map(|(_, r)| r.errors)),
+            }
+        }
     }
 
     #[test]
