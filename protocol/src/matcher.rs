@@ -362,6 +362,14 @@ impl DeltaMatcher {
         let mut chain_len = 0u32;
         let cmp = self.cmp_len;
         while i >= 0 {
+            // Every entry visited counts, not only weak-sum hits: a client
+            // can fill one bucket with distinct weak sums that never match
+            // (`((s & 0xFFFF) + (s >> 16)) & 0xFFFF` collides freely), and
+            // the walk must still be bounded per offset.
+            chain_len += 1;
+            if chain_len > MAX_CHAIN_LEN {
+                return None;
+            }
             let iu = i as u32;
             i = self.chain[iu as usize];
             if self.inplace && self.block_offset(iu) < self.offset {
@@ -369,10 +377,6 @@ impl DeltaMatcher {
             }
             if self.blocks.sum1(iu as usize) != sum {
                 continue;
-            }
-            chain_len += 1;
-            if chain_len > MAX_CHAIN_LEN {
-                return None;
             }
             if self.block_len(iu) != k {
                 continue;
