@@ -17,6 +17,8 @@ use interop_tests::{diff_trees, run_client, snapshot_tree, Daemon, ModuleSpec, W
 use protocol::mux::{put_frame, put_header, MsgCode};
 use protocol::ndx::NDX_DONE;
 
+mod options;
+
 /// Size of the all-zero file used by the chain tests.
 const ZEROS: usize = 256 * 1024;
 
