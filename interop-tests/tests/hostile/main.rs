@@ -18,6 +18,7 @@ use protocol::mux::{put_frame, put_header, MsgCode};
 use protocol::ndx::NDX_DONE;
 
 mod options;
+mod paths;
 
 /// Size of the all-zero file used by the chain tests.
 const ZEROS: usize = 256 * 1024;
@@ -35,6 +36,9 @@ pub fn module_root() -> PathBuf {
         std::fs::write(root.join("zeros"), vec![0u8; ZEROS]).unwrap();
         std::fs::write(root.join("a1"), b"a1\n").unwrap();
         std::fs::write(root.join("adir/b/inner"), b"inner\n").unwrap();
+        std::fs::create_dir_all(root.join("xdir/b")).unwrap();
+        std::fs::write(root.join("xdir/b/other"), b"other\n").unwrap();
+        std::fs::write(root.join("xdir/b/inner"), b"not the same inner\n").unwrap();
         root
     })
     .clone()
