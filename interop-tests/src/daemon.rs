@@ -401,6 +401,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id (for /proc inspection).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `rsync://127.0.0.1:PORT/path`.
     pub fn url(&self, path: &str) -> String {
         format!("rsync://127.0.0.1:{}/{}", self.port, path)

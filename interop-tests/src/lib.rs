@@ -20,6 +20,7 @@ use std::time::Duration;
 pub mod client;
 pub mod compare;
 pub mod daemon;
+pub mod hostile_client;
 pub mod normalise;
 pub mod stock;
 pub mod tree;

@@ -161,8 +161,8 @@ pub struct ServerOptions {
     pub checksum_choice: Option<Vec<u8>>,
     /// `--checksum-seed=N`.
     pub checksum_seed: Option<i32>,
-    /// `-B SIZE` / `--block-size=SIZE` in bytes (not checked against the
-    /// protocol's maximum here).
+    /// `-B SIZE` / `--block-size=SIZE` in bytes (at most 128 KiB, as stock
+    /// checks at option-parse time).
     pub block_size: Option<u32>,
     /// `--list-only`.
     pub list_only: bool,
@@ -897,6 +897,15 @@ impl Parser {
                         lossy(value.unwrap_or_default())
                     ))
                 })?;
+                // options.c: parse_size_arg(.., max_blength) with the
+                // default protocol's MAX_BLOCK_SIZE (128 KiB), as stock
+                // 3.2.7 words it: `--block-size=1G is too large (max: 128.00K)`.
+                if size > 1 << 17 {
+                    return Err(syntax(format!(
+                        "--block-size={} is too large (max: 128.00K)",
+                        lossy(value.unwrap_or_default())
+                    )));
+                }
                 o.block_size = (size != 0).then_some(size);
             }
             (_, Some('z')) => {

@@ -78,6 +78,8 @@ pub struct DeltaMatcher {
     hash_hits: u32,
     false_alarms: u32,
     matches: u32,
+    /// Chain entries visited by `find` (bounded per offset).
+    chain_steps: u64,
 }
 
 impl std::fmt::Debug for DeltaMatcher {
@@ -147,6 +149,7 @@ impl DeltaMatcher {
             hash_hits: 0,
             false_alarms: 0,
             matches: 0,
+            chain_steps: 0,
         };
         if count > 0 {
             m.build_hash_table();
@@ -200,6 +203,12 @@ impl DeltaMatcher {
     /// stock's `match_report()` sums them.
     pub fn counters(&self) -> (u32, u32, u32) {
         (self.matches, self.hash_hits, self.false_alarms)
+    }
+
+    /// Hash-chain entries visited so far: at most `MAX_CHAIN_LEN + 1` per
+    /// window offset, whatever the client's sums.
+    pub fn chain_steps(&self) -> u64 {
+        self.chain_steps
     }
 
     /// Bytes of the file reported as block matches so far.
@@ -362,6 +371,15 @@ impl DeltaMatcher {
         let mut chain_len = 0u32;
         let cmp = self.cmp_len;
         while i >= 0 {
+            // Every entry visited counts, not only weak-sum hits: a client
+            // can fill one bucket with distinct weak sums that never match
+            // (`((s & 0xFFFF) + (s >> 16)) & 0xFFFF` collides freely), and
+            // the walk must still be bounded per offset.
+            chain_len += 1;
+            self.chain_steps += 1;
+            if chain_len > MAX_CHAIN_LEN {
+                return None;
+            }
             let iu = i as u32;
             i = self.chain[iu as usize];
             if self.inplace && self.block_offset(iu) < self.offset {
@@ -369,10 +387,6 @@ impl DeltaMatcher {
             }
             if self.blocks.sum1(iu as usize) != sum {
                 continue;
-            }
-            chain_len += 1;
-            if chain_len > MAX_CHAIN_LEN {
-                return None;
             }
             if self.block_len(iu) != k {
                 continue;
@@ -582,6 +596,38 @@ mod tests {
         m.finish(&mut |_| panic!("nothing left"));
         assert_eq!(got, b"hello world\n");
         assert_eq!(m.literal_bytes(), 12);
+    }
+
+    /// A bucket full of distinct weak sums that never equal the window's
+    /// (all hashing like the sum of zeros) costs at most MAX_CHAIN_LEN + 1
+    /// steps per offset, not the whole chain (CVE-2026-70453 class).
+    #[test]
+    fn chain_walk_is_bounded_per_offset() {
+        let count = 20_000u32;
+        let head = SumHead { count: count as i32, blength: 700, s2length: 16, remainder: 0 };
+        let mut wire = Vec::new();
+        for a in 1..=count {
+            let sum1 = (a << 16) | ((0x1_0000 - a) & 0xFFFF);
+            wire.extend_from_slice(&sum1.to_le_bytes());
+            wire.extend_from_slice(&[0xA5; 16]);
+        }
+        let blocks = crate::sums::decode_sum_blocks(&mut crate::wire::Reader::new(&wire), &head).unwrap();
+        let mut m = DeltaMatcher::new(head, blocks, ChecksumAlgo::Md5, 7, true);
+        let file = vec![0u8; 8 * 1024];
+        let mut literal = 0;
+        m.push(&file, &mut |op| {
+            if let DeltaOp::Literal(d) = op {
+                literal += d.len();
+            }
+        });
+        m.finish(&mut |op| {
+            if let DeltaOp::Literal(d) = op {
+                literal += d.len();
+            }
+        });
+        assert_eq!(literal, file.len());
+        let offsets = (file.len() - 700 + 1) as u64;
+        assert!(m.chain_steps() <= offsets * (u64::from(MAX_CHAIN_LEN) + 1), "{} steps", m.chain_steps());
     }
 
     #[test]

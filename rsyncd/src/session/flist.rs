@@ -1051,6 +1051,10 @@ pub struct IncBuilder<'c, 'a> {
     /// Entries in `dir_flist` so far.
     dir_flist_len: usize,
     next_start: i32,
+    /// Top-level directories repeated under the same name from another
+    /// place (FLAG_DUPLICATE), keyed by the first one's `dir_flist` index:
+    /// their contents go out in the first one's sub-list.
+    dups: std::collections::HashMap<usize, Vec<ListItem>>,
 }
 
 impl<'c, 'a> IncBuilder<'c, 'a> {
@@ -1081,10 +1085,29 @@ impl<'c, 'a> IncBuilder<'c, 'a> {
         }
         let first_parent = first_items.first().copied().filter(|it| names.name_in(ctx.snap, it).as_ref() == b".");
         let mut todo: Vec<(ListItem, bool)> = Vec::new();
+        let mut dups: std::collections::HashMap<usize, Vec<ListItem>> = std::collections::HashMap::new();
+        // (name, entries seen under it, dir_flist index of the first)
+        let mut prev_dir: Option<(Vec<u8>, Vec<u32>, usize)> = None;
         for it in &first_items {
             if ctx.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false) {
-                let already = names.name_in(ctx.snap, it).as_ref() == b".";
-                todo.push((*it, already));
+                let name = names.name_in(ctx.snap, it).into_owned();
+                // flist.c: clean_flist() marks a repeated directory
+                // (`mod/a mod/a`, or `mod/x/b mod/y/b`) FLAG_DUPLICATE and
+                // send_extra_file_list() sends its contents with the first
+                // one's list (once when it is the same directory), so it
+                // gets no sub-list of its own (the client dropped it and
+                // dies on one), though it keeps its place in dir_flist.
+                let mut dup = false;
+                if let Some((_, seen, first)) = prev_dir.as_mut().filter(|(n, _, _)| *n == name) {
+                    dup = true;
+                    if !seen.contains(&it.entry) {
+                        seen.push(it.entry);
+                        dups.entry(*first).or_default().push(*it);
+                    }
+                } else {
+                    prev_dir = Some((name.clone(), vec![it.entry], todo.len()));
+                }
+                todo.push((*it, name == b"." || dup));
             }
         }
         let stack: Vec<(usize, ListItem, bool)> = todo.iter().enumerate().rev().map(|(i, (it, done))| (i, *it, *done)).collect();
@@ -1094,7 +1117,7 @@ impl<'c, 'a> IncBuilder<'c, 'a> {
             messages: first.messages,
             io_error: first.io_error,
         };
-        IncBuilder { ctx, names, first: Some(first), stack, dir_flist_len: todo.len(), next_start }
+        IncBuilder { ctx, names, first: Some(first), stack, dir_flist_len: todo.len(), next_start, dups }
     }
 
     /// Names of every item produced so far (items keep referring to it).
@@ -1122,26 +1145,34 @@ impl<'c, 'a> IncBuilder<'c, 'a> {
             if contents_sent {
                 continue;
             }
-            let Some(dirent) = ctx.snap.entry(dir_item.entry) else { continue };
+            if ctx.snap.entry(dir_item.entry).is_none() {
+                continue;
+            }
             let names = &mut self.names;
             let dir_name = names.name_in(ctx.snap, &dir_item).into_owned();
-            // Stored once for all non-directory children, whose names are
-            // derived from it (`<dir_name>/<basename>`) instead of stored.
-            let dir_off = dir_item.name_off;
-            let dir_len = dir_item.name_len;
-            let root = dir_item.root;
-            let root_dir = names.roots[root as usize].clone();
-            let base_mpath = join(&root_dir, &dir_name);
+            let mut sources = vec![dir_item];
+            sources.extend(self.dups.remove(&dir_index).unwrap_or_default());
+            let merged = sources.len() > 1;
             let mut items = Vec::new();
             let mut messages = Vec::new();
             let mut io_error = 0;
-            if dirent.unreadable() {
-                io_error |= IOERR_GENERAL;
-                messages.push((
-                    MsgCode::ErrorXfer,
-                    format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(&root_dir, &dir_name, ctx.module)),
-                ));
-            } else {
+            for src in sources {
+                let Some(dirent) = ctx.snap.entry(src.entry) else { continue };
+                // Stored once for all non-directory children, whose names are
+                // derived from it (`<dir_name>/<basename>`) instead of stored.
+                let dir_off = src.name_off;
+                let dir_len = src.name_len;
+                let root = src.root;
+                let root_dir = names.roots[root as usize].clone();
+                let base_mpath = join(&root_dir, &dir_name);
+                if dirent.unreadable() {
+                    io_error |= IOERR_GENERAL;
+                    messages.push((
+                        MsgCode::ErrorXfer,
+                        format!("rsync: [sender] opendir {} failed: Permission denied (13)\n", full_fname(&root_dir, &dir_name, ctx.module)),
+                    ));
+                    continue;
+                }
                 for child in dirent.children().filter(|c| (ctx.visible)(*c)) {
                     let mut name = if dir_name == b"." { Vec::new() } else { [dir_name.as_slice(), b"/"].concat() };
                     name.extend_from_slice(child.name());
@@ -1167,6 +1198,17 @@ impl<'c, 'a> IncBuilder<'c, 'a> {
                     }
                 }
                 names.items.clear();
+            }
+            if merged {
+                // Both sides sort each list (flist_sort_and_clean()); the
+                // client then drops same-named entries itself.
+                let p = ctx.protocol;
+                let key = |it: &ListItem| {
+                    (names.name_in(ctx.snap, it).into_owned(), ctx.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false))
+                };
+                let mut keyed: Vec<_> = items.iter().map(|it| (key(it), *it)).collect();
+                keyed.sort_by(|((a, ad), _), ((b, bd), _)| f_name_cmp(a, *ad, b, *bd, p));
+                items = keyed.into_iter().map(|(_, it)| it).collect();
             }
             let sub_dirs: Vec<ListItem> =
                 items.iter().copied().filter(|it| ctx.snap.entry(it.entry).map(|e| e.is_dir()).unwrap_or(false)).collect();

@@ -501,6 +501,15 @@ impl Session {
     fn refuse(&mut self, e: ArgError) -> Result<(), SessionError> {
         let (text, code) = match &e {
             ArgError::Push => return self.refuse_fatal("ERROR: module is read only".to_string(), Rerr::Syntax, "Receiver"),
+            // Every module we serve is read-only; stock refuses the option
+            // there in main.c: do_server_sender(), as a fatal syntax error.
+            ArgError::Unsupported { option, .. } if option == "remove-source-files" || option == "remove-sent-files" => {
+                return self.refuse_fatal(
+                    "ERROR: --remove-source-files cannot be used with a read-only module".to_string(),
+                    Rerr::Syntax,
+                    "sender",
+                );
+            }
             ArgError::Unsupported { message, .. } => (format!("rsync: {message}"), Rerr::Unsupported),
             ArgError::Unknown { message } => (format!("rsync: {message}"), Rerr::Syntax),
             ArgError::Syntax { message } => (format!("rsync: {message}"), Rerr::Syntax),

@@ -118,13 +118,27 @@ fn read_event(input: &mut Input, cfg: &ReaderCfg, ndx_in: &mut NdxState) -> Resu
         None
     };
     let sums = if iflags & ITEM_TRANSFER != 0 && !cfg.dry_run {
-        let head = input.decode(|b| with_reader(b, |r| decode_sum_head(r, p, cfg.digest_len, &cfg.limits)))?;
+        let head = input
+            .decode(|b| with_reader(b, |r| decode_sum_head(r, p, cfg.digest_len, &cfg.limits)))
+            .map_err(stock_sum_head_text)?;
         let blocks = if cfg.append { None } else { Some(input.decode(|b| with_reader(b, |r| decode_sum_blocks(r, &head)))?) };
         Some((head, blocks))
     } else {
         None
     };
     Ok(Event::Request(Request { ndx, iflags, fnamecmp_type, xname, sums }))
+}
+
+/// `io.c: read_sum_head()` reports a bad head as the bare detail plus the
+/// role, e.g. `Invalid checksum length 17 [sender]` (security-notes a.5).
+fn stock_sum_head_text(e: InputError) -> InputError {
+    match e {
+        InputError::Protocol(m) => {
+            let detail = m.strip_prefix("invalid sum head: ").unwrap_or(&m);
+            InputError::Protocol(format!("{detail} [sender]"))
+        }
+        other => other,
+    }
 }
 
 /// Resolves uid/gid names (`access::identity`), caching results per session.
@@ -845,6 +859,11 @@ fn transfer_loop(
                     if let Some(xn) = &r.xname {
                         put_vstring(&mut echo, xn);
                     }
+                }
+                // sender.c: send_files() refuses a transfer request in the
+                // last phase (only itemize-only requests are legal there).
+                if r.iflags & ITEM_TRANSFER != 0 && phase == 2 {
+                    return fatal(s, Rerr::Protocol, "got transfer request in phase 2 [sender]");
                 }
                 if r.iflags & ITEM_TRANSFER == 0 || o.dry_run {
                     crate::logging::log_unsent(s, module, stream.names(), &it, snap, r.iflags, r.xname.as_deref(), o);
