@@ -427,17 +427,12 @@ fn module_root_renamed_away_and_back() {
     same_files(&root, &dest).unwrap();
 }
 
-/// Known bug (session code, not fixed here): the module directory replaced
-/// by a new one (the "mv new current" publishing pattern).  The rescan
-/// lists the new tree, but sessions read contents through the module-root
-/// descriptor opened at start-up, which still points at the old directory:
-/// a changed file arrives with its old bytes and a new one "vanishes"
-/// (exit 24).  Stock opens the path per connection.  A fix: open the root
-/// per session (or re-open it when the path's device/inode no longer match
-/// the pinned generation's `root_dev`/`root_ino`), for `ModuleRuntime::root`
-/// and `ModuleAccess`'s real tree alike.
+/// The module directory replaced by a new one (the "mv new current"
+/// publishing pattern): after a refresh the new tree is listed and its
+/// contents are read from the new directory (`ModuleRoot` reopens the path
+/// when it names another directory; `ModuleAccess`'s real tree likewise), as
+/// stock, which opens the path per connection.
 #[test]
-#[ignore = "known bug: a replaced module root is read through the old directory"]
 fn module_root_replaced_by_a_new_directory() {
     if !common::have_rsync() {
         return;

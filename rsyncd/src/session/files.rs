@@ -18,24 +18,70 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// An open directory fd for a module root.
+///
+/// The fd is held (no path lookup per open), but a module root that an
+/// operator *replaces* (`mv new current`) must not keep being read through
+/// the old directory: each open first `stat`s the module path (one syscall,
+/// only when a file is actually opened, so a null sync still makes none)
+/// and, when it names another directory, reopens it (stock `chdir()`s into
+/// the path for every connection, so it follows such a swap too). A path
+/// that has vanished keeps the held directory.
 #[derive(Debug)]
 pub struct ModuleRoot {
+    path: std::path::PathBuf,
+    held: std::sync::Mutex<std::sync::Arc<Held>>,
+}
+
+/// One opened root directory and its identity.
+#[derive(Debug)]
+struct Held {
     fd: OwnedFd,
+    dev: u64,
+    ino: u64,
+}
+
+fn open_dir(path: &Path) -> io::Result<Held> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid NUL-terminated string; the returned fd is
+    // checked and owned below.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let md = File::from(fd.try_clone()?).metadata()?;
+    Ok(Held { fd, dev: md.dev(), ino: md.ino() })
 }
 
 impl ModuleRoot {
     /// Open `path` as a directory.
     pub fn open(path: &Path) -> io::Result<Self> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        // SAFETY: `c` is a valid NUL-terminated string; the returned fd is
-        // checked and owned below.
-        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
+        let held = open_dir(path)?;
+        Ok(ModuleRoot { path: path.to_path_buf(), held: std::sync::Mutex::new(std::sync::Arc::new(held)) })
+    }
+
+    /// The root directory to open beneath: the held one, or the module path
+    /// reopened when it now names another directory.
+    fn current(&self) -> std::sync::Arc<Held> {
+        use std::os::unix::fs::MetadataExt;
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(md) = std::fs::metadata(&self.path) {
+            if (md.dev(), md.ino()) != (held.dev, held.ino) {
+                match open_dir(&self.path) {
+                    // Reopened what was stat'ed (not raced by another swap).
+                    Ok(new) if (new.dev, new.ino) == (md.dev(), md.ino()) => {
+                        tracing::info!(path = %self.path.display(), "module root was replaced; reading the new directory");
+                        *held = std::sync::Arc::new(new);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(path = %self.path.display(), "reopening the replaced module root failed: {e}"),
+                }
+            }
         }
-        // SAFETY: `fd` is a fresh descriptor we own.
-        Ok(ModuleRoot { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
+        held.clone()
     }
 
     /// `openat2(2)` of the module-relative path `rel` beneath the root with
@@ -43,6 +89,7 @@ impl ModuleRoot {
     /// `O_NOFOLLOW | O_CLOEXEC` added to `flags`. Absolute paths and `..`
     /// components are refused as ENOENT; other errors are returned as is.
     fn open_beneath(&self, rel: &[u8], flags: i32) -> io::Result<OwnedFd> {
+        let root = self.current();
         if rel.starts_with(b"/") || rel.split(|&b| b == b'/').any(|c| c == b"..") {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
@@ -67,7 +114,7 @@ impl ModuleRoot {
         let fd = unsafe {
             libc::syscall(
                 libc::SYS_openat2,
-                self.fd.as_raw_fd(),
+                root.fd.as_raw_fd(),
                 c.as_ptr(),
                 &how as *const OpenHow,
                 std::mem::size_of::<OpenHow>(),
