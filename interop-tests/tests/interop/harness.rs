@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use interop_tests::{compare_case, diff_trees, run_client, snapshot_tree, Case, Daemon, Which};
+use interop_tests::{compare_case, diff_trees, run_client, snapshot_tree, Case, Daemon, StatsCompare, Which};
 
 use crate::common::edge_module;
 
@@ -55,6 +55,11 @@ fn stock_vs_stock_is_equal() {
     let case = Case::new("stock_vs_stock", vec![module])
         .sides(Which::Stock, Which::Stock)
         .args(&["-avvH", "--stats", "{url}/", "{dest}/"])
+        // Two runs of stock against stock once differed (a fresh-clone CI
+        // under load) by 4 bytes each way in `Total bytes sent/received`:
+        // one extra small message, a timing effect of stock itself. The
+        // sanity check is about everything else being equal.
+        .stats(StatsCompare::Loose)
         .expect_code(0);
     let out = compare_case(&case);
     assert!(out.mismatches.is_empty(), "{}", out.report(&case.name));
